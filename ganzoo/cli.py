@@ -1,0 +1,198 @@
+"""The `ganzoo` command line: parse, call the library, print. User mistakes end in one line and exit code 2.
+
+Heavy imports (torch, timm) happen inside the commands that need them, so `ganzoo --help` and `ganzoo list`
+stay quick.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ganzoo import __version__
+from ganzoo.errors import GanzooError, UsageError
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+class GanzooGroup(click.Group):
+    """A click group that turns every user error into one line on stderr and a non-zero exit code."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        previous = warnings.showwarning
+        warnings.showwarning = _one_line_warning
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except GanzooError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        finally:
+            warnings.showwarning = previous
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _versions() -> str:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    deps = ", ".join(f"{d} {version(d)}" for d in ("torch", "timm", "huggingface-hub", "click"))
+    return f"ganzoo {__version__} ({deps})"
+
+
+@click.group(cls=GanzooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", message=_versions())
+def cli() -> None:
+    """ganzoo: train, compare, sample and share GANs with one engine and many plugins."""
+
+
+@cli.command("list")
+@click.argument("pattern", default="*")
+def list_command(pattern: str) -> None:
+    """List the installed plugins (PATTERN is a glob, e.g. 'dc*')."""
+    from ganzoo.registry import plugin_statuses
+
+    rows = plugin_statuses(pattern)
+    if not rows:
+        click.echo(f"no plugin matches {pattern!r}")
+        return
+    width = max(len(r.name) for r in rows)
+    for row in rows:
+        dists = ", ".join(s.distribution for s in row.sources)
+        if row.ok:
+            p = row.plugin
+            click.echo(f"{row.name:<{width}}  {p.modality:<14} v{p.version:<8} {dists:<16} {p.summary()}")
+        else:
+            click.echo(f"{row.name:<{width}}  BROKEN  {row.error}")
+
+
+def _format_default(value: Any) -> str:
+    return "None" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+@cli.command()
+@click.argument("name")
+def info(name: str) -> None:
+    """Show a plugin's description and every config field with its default and doc line."""
+    from ganzoo.config import describe, replace_config
+    from ganzoo.engine.config import TrainConfig
+    from ganzoo.registry import get_plugin
+
+    plugin = get_plugin(name)
+    click.echo(f"{plugin.name} v{plugin.version} ({plugin.modality})")
+    click.echo(plugin.description)
+    click.echo("\nmodel config (--set KEY=VALUE):")
+    for doc in describe(plugin.Config):
+        click.echo(f"  {doc.name:<18} {doc.type_name:<22} {_format_default(doc.default):<16} {doc.help}")
+    train_defaults = replace_config(TrainConfig(), dict(plugin.train_defaults), what="training")
+    click.echo("\ntraining config (--set KEY=VALUE, or the flags of `ganzoo train`):")
+    for doc in describe(TrainConfig):
+        default = getattr(train_defaults, doc.name)
+        click.echo(f"  {doc.name:<18} {doc.type_name:<22} {_format_default(default):<16} {doc.help}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--data", "data", default=None, help="data spec: mnist-4k (default), folder:PATH, mnist, ...")
+@click.option("--steps", type=int, default=None, help="iterations of the update schedule")
+@click.option("--epochs", type=float, default=None, help="passes over the data (instead of --steps)")
+@click.option("--batch-size", type=int, default=None, help="images per update step (all ranks together)")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N")
+@click.option("--set", "set_options", multiple=True, metavar="KEY=VALUE", help="override a config value")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help=".json or .toml")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory")
+@click.option("--resume", is_flag=True, help="continue the run in --out (or the newest run of NAME)")
+@click.option("--seed", type=int, default=None)
+def train(
+    name: str,
+    data: str | None,
+    steps: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+    precision: str | None,
+    device: str | None,
+    set_options: tuple[str, ...],
+    config_file: str | None,
+    out: str | None,
+    resume: bool,
+    seed: int | None,
+) -> None:
+    """Train the plugin NAME (see `ganzoo list`)."""
+    from ganzoo.config import load_config_file, parse_set_options
+    from ganzoo.registry import get_plugin
+
+    if steps is not None and epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    plugin = get_plugin(name)
+    overrides: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    overrides.update(parse_set_options(set_options))
+    flags = {
+        "steps": steps,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "precision": precision,
+        "device": device,
+        "seed": seed,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if epochs is not None:
+        overrides.pop("steps", None)
+
+    from ganzoo.engine.trainer import Trainer, split_overrides
+
+    model_overrides, train_overrides = split_overrides(plugin, overrides)
+    trainer = Trainer(plugin, model_overrides, train_overrides, data=data, out=out, resume=resume)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        raise GanzooError(
+            f"interrupted at step {trainer.step}; continue with: ganzoo train {name} --out {trainer.run_dir} --resume"
+        ) from None
+    click.echo(f"run: {result.run_dir}")
+    click.echo(f"checkpoint: {result.checkpoint}")
+    click.echo(f"samples: {result.samples}")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="number of samples")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-ema", is_flag=True, help="sample the raw generator instead of its EMA")
+def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool) -> None:
+    """Draw samples from a trained model (SOURCE: a run directory or a checkpoint directory)."""
+    from ganzoo.engine.logging import save_samples
+    from ganzoo.engine.precision import resolve_device
+    from ganzoo.model import load_pretrained
+
+    model = load_pretrained(source, device=resolve_device(device))
+    samples = model.sample(n, seed=seed, use_ema=not no_ema)
+    path = save_samples(samples, Path(out))
+    click.echo(f"samples: {path}")
+
+
+def main() -> None:
+    cli(prog_name="ganzoo")
+
+
+if __name__ == "__main__":
+    main()

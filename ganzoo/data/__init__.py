@@ -1,0 +1,22 @@
+"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets) resolved to in-memory datasets."""
+
+from ganzoo.data.images import TensorImageDataset, pass_through
+from ganzoo.data.sources import (
+    DEFAULT_DATA,
+    DataSource,
+    accepted_specs,
+    cache_dir,
+    register_data,
+    resolve_data,
+)
+
+__all__ = [
+    "DEFAULT_DATA",
+    "DataSource",
+    "TensorImageDataset",
+    "accepted_specs",
+    "cache_dir",
+    "pass_through",
+    "register_data",
+    "resolve_data",
+]

@@ -1,0 +1,1 @@
+"""The shared training engine: one loop, AMP, EMA, checkpoints, logging and DDP for every plugin."""

@@ -1,0 +1,40 @@
+"""The engine's own settings (`TrainConfig`): schedule length, batch, precision, EMA, logging, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ganzoo.config import option
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training settings shared by every plugin; plugins may change the defaults via `train_defaults`."""
+
+    steps: int = option(2000, "iterations of the plugin's update schedule", min=1)
+    epochs: float | None = option(None, "train for this many passes over the data instead of `steps`", min=0)
+    batch_size: int = option(64, "images per update step, summed over all DDP ranks", min=1)
+    precision: str = option(
+        "auto", "fp32, bf16 (autocast), fp16 (autocast + GradScaler) or auto", choices=PRECISIONS
+    )
+    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
+    seed: int = option(0, "seed of every random stream (weights, noise, data order)")
+    deterministic: bool = option(False, "use only deterministic kernels (slower on CUDA)")
+    ema_decay: float = option(0.999, "EMA decay of the generator weights; 0 turns the EMA off", min=0, max=1)
+    ema_warmup_power: float = option(
+        0.75, "EMA warm-up: decay = min(ema_decay, 1 - (1 + step)^-power); 0 turns the warm-up off", min=0
+    )
+    ema_start: int = option(
+        0, "iterations before the EMA starts averaging (it copies the weights until then)", min=0
+    )
+    grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
+    num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
+    log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)
+    sample_every: int = option(500, "iterations between sample grids (and one at the end)", min=1)
+    sample_grid: int = option(64, "images in each sample grid", min=1)
+    checkpoint_every: int = option(1000, "iterations between checkpoints (and one at the end)", min=1)
+    keep_checkpoints: int = option(3, "how many of the newest checkpoints to keep", min=1)
+    progress: bool = option(True, "show a progress bar")
+    tensorboard: bool = option(True, "write TensorBoard events when the tensorboard extra is installed")

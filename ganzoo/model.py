@@ -1,0 +1,199 @@
+"""`GANModel`: a plugin, its resolved config and its networks (EMA copies included), ready to sample.
+
+`create_model` builds a fresh one; `load_pretrained` rebuilds one from a run directory or a checkpoint. Loading
+never runs code from the files: the plugin named in config.json must be installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganzoo import __version__
+from ganzoo.config import config_to_dict, replace_config, validate_config
+from ganzoo.engine.checkpoint import find_checkpoint, load_weights, split_roles
+from ganzoo.errors import GanzooError, PluginError
+from ganzoo.plugin import DataInfo, GANPlugin
+from ganzoo.registry import get_plugin
+
+CONFIG_FILE = "config.json"
+EMA_SUFFIX = "_ema"
+
+
+@dataclasses.dataclass
+class GANModel:
+    plugin: GANPlugin
+    config: Any
+    data_info: DataInfo
+    nets: dict[str, nn.Module]
+    ema: dict[str, nn.Module] = dataclasses.field(default_factory=dict)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What is known of the model's origin: data spec, step, checkpoint path."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(p.device for net in self.nets.values() for p in net.parameters())
+
+    def to(self, device: torch.device | str) -> GANModel:
+        for module in [*self.nets.values(), *self.ema.values()]:
+            module.to(device)
+        return self
+
+    def sampling_nets(self, use_ema: bool = True) -> dict[str, nn.Module]:
+        """The networks with each generator replaced by its EMA copy (when there is one and `use_ema`)."""
+        nets = dict(self.nets)
+        if use_ema:
+            nets.update(self.ema)
+        return nets
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, seed: int | None = None, condition: Any = None, use_ema: bool = True
+    ) -> torch.Tensor | list[str]:
+        """n samples from the (EMA) generator in eval mode; images in [-1, 1] on the CPU, or strings."""
+        nets = self.sampling_nets(use_ema)
+        modes = {role: net.training for role, net in nets.items()}
+        for net in nets.values():
+            net.eval()
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        try:
+            out = self.plugin.sample(nets, n, condition=condition, generator=generator)
+        finally:
+            for role, net in nets.items():
+                net.train(modes[role])
+        return out.float().cpu() if isinstance(out, torch.Tensor) else out
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every tensor of every network keyed `role.name`, EMA copies as `role_ema.name`."""
+        flat = {}
+        for role, module in [*self.nets.items(), *((r + EMA_SUFFIX, m) for r, m in self.ema.items())]:
+            for key, tensor in module.state_dict().items():
+                flat[f"{role}.{key}"] = tensor
+        return flat
+
+    def load_weights(self, weights: Mapping[str, torch.Tensor], origin: str) -> None:
+        """Load `weights()`-style tensors strictly: missing, unexpected or mis-shaped keys are errors."""
+        roles = split_roles(weights)
+        modules = {**self.nets, **{r + EMA_SUFFIX: m for r, m in self.ema.items()}}
+        for role, module in modules.items():
+            if role not in roles:
+                if role.endswith(EMA_SUFFIX):  # saved without EMA: start the EMA from the weights
+                    module.load_state_dict(self.nets[role[: -len(EMA_SUFFIX)]].state_dict())
+                    continue
+                raise GanzooError(f"{origin} has no weights for the network {role!r}")
+            expected = module.state_dict()
+            got = roles[role]
+            missing = sorted(set(expected) - set(got))
+            unexpected = sorted(set(got) - set(expected))
+            if missing or unexpected:
+                raise GanzooError(
+                    f"{origin} does not match the {role!r} network: missing {missing[:3]}, unexpected {unexpected[:3]}"
+                )
+            for key, tensor in got.items():
+                if tensor.shape != expected[key].shape:
+                    raise GanzooError(
+                        f"{origin}: {role}.{key} has shape {tuple(tensor.shape)}, the model expects "
+                        f"{tuple(expected[key].shape)}"
+                    )
+            module.load_state_dict(got)
+        extra = sorted(set(roles) - set(modules))
+        if extra:
+            raise GanzooError(f"{origin} holds networks this model does not have: {', '.join(extra)}")
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "ganzoo_version": __version__,
+            "plugin": self.plugin.name,
+            "plugin_version": self.plugin.version,
+            "config": config_to_dict(self.config),
+            "data_info": self.data_info.to_dict(),
+        }
+
+
+def build_model(plugin: GANPlugin, config: Any, data_info: DataInfo, with_ema: bool = True) -> GANModel:
+    """Build the networks of a resolved config (and EMA copies of the generators)."""
+    nets = dict(plugin.build(config, data_info))
+    missing = [r for s in plugin.schedule(config) for r in s.networks if r not in nets]
+    if missing:
+        raise PluginError(f"plugin {plugin.name!r} updates networks its build() did not return: {missing}")
+    ema = {}
+    if with_ema:
+        import copy
+
+        ema = {
+            r: copy.deepcopy(nets[r]).eval().requires_grad_(False)
+            for r in plugin.generator_roles
+            if r in nets
+        }
+    return GANModel(plugin, config, data_info, nets, ema)
+
+
+def resolve_model_config(plugin: GANPlugin, overrides: Mapping[str, Any] | None, data_info: DataInfo) -> Any:
+    """Plugin defaults, then `overrides`, then values filled from the data; validated."""
+    config = replace_config(plugin.default_config(), overrides or {}, what=f"{plugin.name} config")
+    config = plugin.resolve_config(config, data_info)
+    validate_config(config)
+    plugin.validate(config)
+    return config
+
+
+def create_model(name: str | GANPlugin, data_info: DataInfo | None = None, **overrides: Any) -> GANModel:
+    """A freshly initialised model of a plugin, e.g. `create_model("dcgan", resolution=32)`."""
+    plugin = name if isinstance(name, GANPlugin) else get_plugin(name)
+    data_info = data_info or DataInfo(modality=plugin.modality)
+    config = resolve_model_config(plugin, overrides, data_info)
+    return build_model(plugin, config, data_info)
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GanzooError(f"cannot read {path}: {exc}") from None
+
+
+def _run_config_for(checkpoint: Path) -> Path:
+    for candidate in (checkpoint / CONFIG_FILE, checkpoint.parent.parent / CONFIG_FILE):
+        if candidate.is_file():
+            return candidate
+    raise GanzooError(f"no {CONFIG_FILE} found next to the checkpoint {checkpoint}")
+
+
+def model_from_run_config(saved: Mapping[str, Any], origin: str) -> GANModel:
+    """Rebuild a model (untrained weights) from a run's or a save directory's config.json."""
+    name = saved.get("plugin")
+    if not isinstance(name, str):
+        raise GanzooError(f"{origin} names no plugin")
+    try:
+        plugin = get_plugin(name)
+    except PluginError as exc:
+        raise GanzooError(f"{origin} needs the plugin {name!r}, which is not usable here: {exc}") from None
+    data_info = DataInfo.from_dict(saved.get("data_info", {}))
+    config = resolve_model_config(plugin, saved.get("config", {}), data_info)
+    return build_model(plugin, config, data_info)
+
+
+def load_pretrained(source: str | Path, device: str | torch.device = "cpu") -> GANModel:
+    """A trained model from a run directory or a checkpoint directory (the newest checkpoint of a run)."""
+    checkpoint = find_checkpoint(source)
+    config_path = _run_config_for(checkpoint)
+    saved = read_run_config(config_path)
+    model = model_from_run_config(saved, str(config_path))
+    model.load_weights(load_weights(checkpoint), str(checkpoint))
+    trainer_file = checkpoint / "trainer.json"
+    step = json.loads(trainer_file.read_text())["step"] if trainer_file.is_file() else None
+    model.info = {
+        "source": str(source),
+        "checkpoint": str(checkpoint),
+        "step": step,
+        "data": saved.get("data"),
+    }
+    return model.to(device)

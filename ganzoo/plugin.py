@@ -1,0 +1,194 @@
+"""The plugin contract: what an architecture tells the engine, and nothing more.
+
+A plugin is one instance of `GANPlugin` (or a subclass) named by an entry point in the `ganzoo.plugins` group.
+It declares its config dataclass, builds its networks by role, and describes its update schedule as a list of
+`UpdateStep`s whose loss functions the engine calls; the engine owns backward passes, optimizer steps, AMP,
+EMA, DDP, checkpoints and logging. This module does not import torch, so listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ganzoo.config import option
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    Nets = Mapping[str, nn.Module]
+    LossFn = Callable[[Nets, Mapping[str, Any], "StepContext"], "tuple[torch.Tensor, dict[str, Any]]"]
+
+__all__ = [
+    "ADVERSARIAL_LOSSES",
+    "DataInfo",
+    "GANPlugin",
+    "OptimizerSpec",
+    "StepContext",
+    "UpdateStep",
+    "option",
+]
+
+MODALITIES = ("image", "image-to-image", "text")
+ADVERSARIAL_LOSSES = ("non-saturating", "minimax", "hinge", "least-squares", "wasserstein")
+"""Names of the adversarial losses in `ganzoo.losses`, for plugin configs (kept here: this module has no torch)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """What the engine learned about the training data, handed to `GANPlugin.build`.
+
+    `channels` and `resolution` are the data's native values (None when the data has none, e.g. a folder of
+    images of mixed sizes); `num_classes` is None for unlabelled data; `extras` holds modality-specific facts
+    (a vocabulary, for text).
+    """
+
+    modality: str = "image"
+    channels: int | None = None
+    resolution: int | None = None
+    num_classes: int | None = None
+    num_samples: int | None = None
+    extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "extras": dict(self.extras)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataInfo:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """The optimizer of one network: `kind` is adam, adamw, sgd or rmsprop."""
+
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    kind: str = "adam"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateStep:
+    """One entry of a plugin's update schedule.
+
+    Each training iteration runs the schedule's steps in order; a step runs `repeats` times (n_critic for
+    WGAN-GP), each time drawing a fresh batch, calling `loss(nets, batch, ctx)` under the engine's autocast,
+    back-propagating the returned loss into the networks named in `networks` only, and stepping their
+    optimizers. `loss` returns `(loss_tensor, logs)` where `logs` maps names to floats or 0-d tensors.
+    A step with `needs_data=False` (a generator step) gets an empty batch and uses `ctx.batch_size`.
+    """
+
+    name: str
+    networks: tuple[str, ...]
+    loss: LossFn
+    repeats: int = 1
+    needs_data: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.networks:
+            raise ValueError(f"update step {self.name!r} names no network to update")
+        if self.repeats < 1:
+            raise ValueError(f"update step {self.name!r} must repeat at least once, got {self.repeats}")
+
+
+@dataclasses.dataclass
+class StepContext:
+    """What a loss function may know about the training state besides the networks and the batch."""
+
+    step: int
+    device: torch.device
+    precision: str
+    config: Any
+    data_info: DataInfo
+    batch_size: int
+
+
+class GANPlugin:
+    """Base class of every plugin; subclass it, set the class attributes, implement `build` and `schedule`.
+
+    Required: `name`, `Config` (a dataclass whose fields are made with `ganzoo.option`), `build`, `schedule`,
+    `sample`. Optional hooks have defaults that suit a single generator/discriminator image GAN.
+    """
+
+    name: ClassVar[str] = ""
+    modality: ClassVar[str] = "image"
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "0.0.0"
+    Config: ClassVar[type] = type(None)
+    generator_roles: ClassVar[tuple[str, ...]] = ("generator",)
+    """Networks that get an EMA copy and are used for sampling."""
+    discriminator_roles: ClassVar[tuple[str, ...]] = ("discriminator",)
+    train_defaults: ClassVar[Mapping[str, Any]] = {}
+    """Overrides of the engine's `TrainConfig` defaults that suit this architecture (steps, batch size, EMA)."""
+
+    def default_config(self) -> Any:
+        return self.Config()
+
+    def resolve_config(self, config: Any, data_info: DataInfo) -> Any:
+        """Fill config fields left as None from the data (e.g. channels, resolution); default: unchanged."""
+        return config
+
+    def validate(self, config: Any) -> None:
+        """Raise `ganzoo.UsageError` for a config that cannot work (checked after `--set` and resolution)."""
+
+    def data_options(self, config: Any) -> dict[str, Any]:
+        """How the data must be prepared for this model: image plugins return resolution and channels."""
+        options = {}
+        for key in ("resolution", "channels"):
+            if hasattr(config, key):
+                options[key] = getattr(config, key)
+        return options
+
+    def build(self, config: Any, data_info: DataInfo) -> dict[str, nn.Module]:
+        raise NotImplementedError(f"plugin {self.name!r} does not implement build()")
+
+    def schedule(self, config: Any) -> Sequence[UpdateStep]:
+        raise NotImplementedError(f"plugin {self.name!r} does not implement schedule()")
+
+    def optimizers(self, config: Any) -> dict[str, OptimizerSpec]:
+        """The optimizer of every trained network; default: Adam with `config.lr` and `config.betas`."""
+        spec = OptimizerSpec(lr=config.lr, betas=tuple(config.betas))
+        roles = {role for step in self.schedule(config) for role in step.networks}
+        return {role: spec for role in sorted(roles)}
+
+    def sample(
+        self,
+        nets: Nets,
+        n: int,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor | list[str]:
+        """n samples: images in [-1, 1] as an (n, C, H, W) tensor, or a list of strings for text."""
+        raise NotImplementedError(f"plugin {self.name!r} does not implement sample()")
+
+    def frozen_d_blocks(self, nets: Nets) -> Sequence[nn.Module]:
+        """The discriminator's blocks from input to output, for FreezeD; default: none declared."""
+        return ()
+
+    def summary(self) -> str:
+        return self.description.strip().splitlines()[0] if self.description else ""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} v{self.version}>"
+
+
+def check_plugin(obj: object, origin: str) -> GANPlugin:
+    """Return `obj` if it is a usable plugin, else raise PluginError naming `origin` and the problem."""
+    from ganzoo.errors import PluginError
+
+    if isinstance(obj, type) and issubclass(obj, GANPlugin):
+        raise PluginError(
+            f"{origin} is the class {obj.__name__}, not a plugin instance; name an instance of it"
+        )
+    if not isinstance(obj, GANPlugin):
+        raise PluginError(f"{origin} is a {type(obj).__name__}, not a ganzoo.GANPlugin instance")
+    if not obj.name or not isinstance(obj.name, str):
+        raise PluginError(f"{origin} has no name")
+    if obj.modality not in MODALITIES:
+        raise PluginError(f"{origin} has modality {obj.modality!r}; accepted: {', '.join(MODALITIES)}")
+    if not dataclasses.is_dataclass(obj.Config):
+        raise PluginError(f"{origin}: Config must be a dataclass, got {obj.Config!r}")
+    return obj

@@ -1,0 +1,79 @@
+"""The DCGAN generator and discriminator for 28, 32 and 64 px images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _base_size(resolution: int) -> int:
+    """Spatial size after the first generator layer: 7 for 28 px (7 -> 14 -> 28), else 4 (4 -> ... -> 64)."""
+    return 7 if resolution == 28 else 4
+
+
+def _num_upsamplings(resolution: int) -> int:
+    return {28: 2, 32: 3, 64: 4}[resolution]
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for convolutions, N(1, 0.02) and zero bias for batch norm (Radford et al.)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """z (N, latent, 1, 1) -> images (N, channels, resolution, resolution) in [-1, 1]."""
+
+    def __init__(self, resolution: int, channels: int, latent_dim: int, width: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        ups = _num_upsamplings(resolution)
+        widths = [width * 2 ** (ups - 1 - i) for i in range(ups)]  # e.g. 512, 256, 128, 64 at 64 px
+        base = _base_size(resolution)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, widths[0], base, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [
+                nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(w_out),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """images -> one logit per image. `norm`: batch (DCGAN), spectral (Miyato et al. 2018) or none."""
+
+    def __init__(self, resolution: int, channels: int, width: int, norm: str = "batch") -> None:
+        super().__init__()
+        downs = _num_upsamplings(resolution)
+        widths = [width * 2**i for i in range(downs)]  # e.g. 64, 128, 256, 512 at 64 px
+        wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
+        blocks = [nn.Sequential(wrap(nn.Conv2d(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True))]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers: list[nn.Module] = [wrap(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm != "batch"))]
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(w_out))
+            layers.append(nn.LeakyReLU(0.2, True))
+            blocks.append(nn.Sequential(*layers))
+        blocks.append(nn.Sequential(wrap(nn.Conv2d(widths[-1], 1, _base_size(resolution), 1, 0))))
+        self.blocks = nn.ModuleList(blocks)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x.flatten(1).squeeze(1)
