@@ -128,11 +128,7 @@ def build_model(plugin: GANPlugin, config: Any, data_info: DataInfo, with_ema: b
     if with_ema:
         import copy
 
-        ema = {
-            r: copy.deepcopy(nets[r]).eval().requires_grad_(False)
-            for r in plugin.generator_roles
-            if r in nets
-        }
+        ema = {r: copy.deepcopy(nets[r]).eval().requires_grad_(False) for r in plugin.generator_roles if r in nets}
     return GANModel(plugin, config, data_info, nets, ema)
 
 

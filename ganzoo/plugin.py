@@ -180,9 +180,7 @@ def check_plugin(obj: object, origin: str) -> GANPlugin:
     from ganzoo.errors import PluginError
 
     if isinstance(obj, type) and issubclass(obj, GANPlugin):
-        raise PluginError(
-            f"{origin} is the class {obj.__name__}, not a plugin instance; name an instance of it"
-        )
+        raise PluginError(f"{origin} is the class {obj.__name__}, not a plugin instance; name an instance of it")
     if not isinstance(obj, GANPlugin):
         raise PluginError(f"{origin} is a {type(obj).__name__}, not a ganzoo.GANPlugin instance")
     if not obj.name or not isinstance(obj.name, str):

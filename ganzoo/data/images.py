@@ -29,9 +29,7 @@ class TensorImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(
-                f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
-            )
+            raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
@@ -83,9 +81,7 @@ def resize_square(images: torch.Tensor, resolution: int) -> torch.Tensor:
     out = torch.empty(len(images), images.shape[1], resolution, resolution, dtype=torch.uint8)
     for start in range(0, len(images), 1024):  # bounded memory for large sets
         chunk = images[start : start + 1024].float()
-        chunk = F.interpolate(
-            chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
-        )
+        chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
         top, left = (new_h - resolution) // 2, (new_w - resolution) // 2
         chunk = chunk[..., top : top + resolution, left : left + resolution]
         out[start : start + 1024] = chunk.round().clamp(0, 255).to(torch.uint8)
@@ -148,9 +144,7 @@ def load_folder(root: Path, resolution: int, channels: int) -> TensorImageDatase
     skipped = [f for f, a in zip(files, decoded, strict=True) if a is None]
     if skipped:
         examples = ", ".join(str(p.relative_to(root)) for p in skipped[:3])
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image file(s) under {root} (e.g. {examples})", stacklevel=2
-        )
+        warnings.warn(f"skipped {len(skipped)} unreadable image file(s) under {root} (e.g. {examples})", stacklevel=2)
     if not kept:
         raise UsageError(f"none of the {len(files)} image files under {root} could be read")
     images = from_numpy_images(np.stack([a for _, a in kept]))

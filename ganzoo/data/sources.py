@@ -47,9 +47,7 @@ class DataSource:
 class TensorImageSource(DataSource):
     """Images that fit in memory as one uint8 tensor, resized and converted on load."""
 
-    def __init__(
-        self, spec: str, read: Callable[[], tuple[torch.Tensor, torch.Tensor | None]], info: DataInfo
-    ):
+    def __init__(self, spec: str, read: Callable[[], tuple[torch.Tensor, torch.Tensor | None]], info: DataInfo):
         self.spec = spec
         self._read = read
         self._info = info
@@ -57,9 +55,7 @@ class TensorImageSource(DataSource):
     def info(self) -> DataInfo:
         return self._info
 
-    def load(
-        self, resolution: int | None = None, channels: int | None = None, **_: Any
-    ) -> TensorImageDataset:
+    def load(self, resolution: int | None = None, channels: int | None = None, **_: Any) -> TensorImageDataset:
         images, labels = self._read()
         if channels is not None:
             images = convert_channels(images, channels)
@@ -94,9 +90,7 @@ class FolderSource(DataSource):
     def info(self) -> DataInfo:
         return self._info
 
-    def load(
-        self, resolution: int | None = None, channels: int | None = None, **_: Any
-    ) -> TensorImageDataset:
+    def load(self, resolution: int | None = None, channels: int | None = None, **_: Any) -> TensorImageDataset:
         return load_folder(self.root, resolution or self.default_resolution, channels or self._info.channels)
 
 
@@ -116,9 +110,7 @@ def cache_dir() -> Path:
 
 def offline() -> bool:
     """True when downloads are forbidden ($GANZOO_OFFLINE or $HF_HUB_OFFLINE set to 1/true)."""
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("GANZOO_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("GANZOO_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 _TORCHVISION = {

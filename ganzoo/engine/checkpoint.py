@@ -46,9 +46,7 @@ def flatten_state(obj: Any) -> tuple[dict[str, torch.Tensor], Any]:
             return {"__tensor__": key}
         if isinstance(value, np.ndarray):
             key = f"t{len(tensors)}"
-            tensors[key] = torch.from_numpy(
-                value.astype(np.int64 if value.dtype.kind in "iu" else value.dtype)
-            )
+            tensors[key] = torch.from_numpy(value.astype(np.int64 if value.dtype.kind in "iu" else value.dtype))
             return {"__ndarray__": key, "dtype": value.dtype.str}
         if isinstance(value, dict):
             return {"__dict__": [[walk(k), walk(v)] for k, v in value.items()]}
@@ -123,9 +121,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, dict(metadata)
-        )
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, dict(metadata))
         tensors, skeleton = flatten_state(state)
         save_file(tensors, tmp / STATE_FILE, {"skeleton": json.dumps(skeleton)})
         (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info), indent=2), encoding="utf-8")

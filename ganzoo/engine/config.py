@@ -16,9 +16,7 @@ class TrainConfig:
     steps: int = option(2000, "iterations of the plugin's update schedule", min=1)
     epochs: float | None = option(None, "train for this many passes over the data instead of `steps`", min=0)
     batch_size: int = option(64, "images per update step, summed over all DDP ranks", min=1)
-    precision: str = option(
-        "auto", "fp32, bf16 (autocast), fp16 (autocast + GradScaler) or auto", choices=PRECISIONS
-    )
+    precision: str = option("auto", "fp32, bf16 (autocast), fp16 (autocast + GradScaler) or auto", choices=PRECISIONS)
     device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     seed: int = option(0, "seed of every random stream (weights, noise, data order)")
     deterministic: bool = option(False, "use only deterministic kernels (slower on CUDA)")
@@ -26,9 +24,7 @@ class TrainConfig:
     ema_warmup_power: float = option(
         0.75, "EMA warm-up: decay = min(ema_decay, 1 - (1 + step)^-power); 0 turns the warm-up off", min=0
     )
-    ema_start: int = option(
-        0, "iterations before the EMA starts averaging (it copies the weights until then)", min=0
-    )
+    ema_start: int = option(0, "iterations before the EMA starts averaging (it copies the weights until then)", min=0)
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)

@@ -16,14 +16,10 @@ from tqdm.auto import tqdm
 class RunLogger:
     """Writes one JSON line per logged step, mirrors scalars to TensorBoard when available, drives the bar."""
 
-    def __init__(
-        self, run_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool
-    ) -> None:
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool) -> None:
         self.path = run_dir / "metrics.jsonl"
         self._file = self.path.open("a", encoding="utf-8")
-        self._bar = tqdm(
-            total=total_steps, initial=start_step, disable=not progress, unit="it", dynamic_ncols=True
-        )
+        self._bar = tqdm(total=total_steps, initial=start_step, disable=not progress, unit="it", dynamic_ncols=True)
         self._writer = None
         if tensorboard:
             try:

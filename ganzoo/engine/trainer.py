@@ -60,15 +60,9 @@ def split_overrides(plugin: GANPlugin, overrides: Mapping[str, Any]) -> tuple[di
 
 def make_optimizer(spec: OptimizerSpec, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
     kinds = {
-        "adam": lambda: torch.optim.Adam(
-            params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay
-        ),
-        "adamw": lambda: torch.optim.AdamW(
-            params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay
-        ),
-        "sgd": lambda: torch.optim.SGD(
-            params, lr=spec.lr, momentum=spec.betas[0], weight_decay=spec.weight_decay
-        ),
+        "adam": lambda: torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay),
+        "adamw": lambda: torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=spec.lr, momentum=spec.betas[0], weight_decay=spec.weight_decay),
         "rmsprop": lambda: torch.optim.RMSprop(params, lr=spec.lr, weight_decay=spec.weight_decay),
     }
     if spec.kind not in kinds:
@@ -138,13 +132,9 @@ class Trainer:
         """Create the run directory (or read the run being resumed); the saved run config when resuming."""
         if self.resume:
             if self.run_dir is None:
-                candidates = sorted(
-                    Path("runs").glob(f"{self.plugin.name}-*"), key=lambda p: p.stat().st_mtime
-                )
+                candidates = sorted(Path("runs").glob(f"{self.plugin.name}-*"), key=lambda p: p.stat().st_mtime)
                 if not candidates:
-                    raise UsageError(
-                        f"--resume found no run of {self.plugin.name} under runs/; pass --out RUN_DIR"
-                    )
+                    raise UsageError(f"--resume found no run of {self.plugin.name} under runs/; pass --out RUN_DIR")
                 self.run_dir = candidates[-1]
             config_path = self.run_dir / CONFIG_FILE
             if not config_path.is_file():
@@ -199,16 +189,12 @@ class Trainer:
         for key, value in self.model_overrides.items():
             current = replace_config(self.plugin.default_config(), {key: value})
             if config_to_dict(current)[key] != saved_config.get(key):
-                raise UsageError(
-                    f"cannot change {key} when resuming (the run has {key}={saved_config.get(key)!r})"
-                )
+                raise UsageError(f"cannot change {key} when resuming (the run has {key}={saved_config.get(key)!r})")
         if self.data_spec is not None and str(self.data_spec) != saved.get("data"):
             raise UsageError(f"cannot change the data when resuming (the run used {saved.get('data')!r})")
         self.data_spec = saved.get("data")
 
-    def _fit(
-        self, dist_state: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None
-    ) -> TrainResult:
+    def _fit(self, dist_state: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> TrainResult:
         tc = self.train_config
         precision = resolve_precision(tc.precision, device)
         torch.backends.cudnn.benchmark = device.type == "cuda" and not tc.deterministic
@@ -218,9 +204,7 @@ class Trainer:
 
         source = self.data_spec if isinstance(self.data_spec, DataSource) else resolve_data(self.data_spec)
         native = source.info()
-        model_config = resolve_model_config(
-            self.plugin, saved["config"] if saved else self.model_overrides, native
-        )
+        model_config = resolve_model_config(self.plugin, saved["config"] if saved else self.model_overrides, native)
         dataset = source.load(**self.plugin.data_options(model_config))
         data_info = dataclasses.replace(native, num_samples=len(dataset))
         model = build_model(self.plugin, model_config, data_info, with_ema=False)
@@ -244,9 +228,7 @@ class Trainer:
 
         schedule = list(self.plugin.schedule(model_config))
         specs = self.plugin.optimizers(model_config)
-        optimizers = {
-            role: make_optimizer(spec, list(model.nets[role].parameters())) for role, spec in specs.items()
-        }
+        optimizers = {role: make_optimizer(spec, list(model.nets[role].parameters())) for role, spec in specs.items()}
         missing = sorted({r for s in schedule for r in s.networks} - set(optimizers))
         if missing:
             raise UsageError(f"plugin {self.plugin.name} gives no optimizer for {', '.join(missing)}")
@@ -265,9 +247,7 @@ class Trainer:
         draws_per_iteration = sum(s.repeats for s in schedule if s.needs_data)
         total_steps = tc.steps
         if tc.epochs is not None:
-            total_steps = max(
-                1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws_per_iteration))
-            )
+            total_steps = max(1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws_per_iteration)))
 
         run_dir = self.run_dir
         images_seen = 0
@@ -295,15 +275,12 @@ class Trainer:
 
         is_main = dist_state.is_main
         logger = (
-            RunLogger(run_dir, total_steps, self.step, tc.progress and is_main, tc.tensorboard)
-            if is_main
-            else None
+            RunLogger(run_dir, total_steps, self.step, tc.progress and is_main, tc.tensorboard) if is_main else None
         )
         context = StepContext(self.step, device, precision, model_config, data_info, per_rank_batch)
         trainable: tuple[str, ...] | None = None
         window: dict[str, torch.Tensor] = {}
         window_steps, window_images, window_start = 0, 0, time.perf_counter()
-        start_time = time.perf_counter()
         last_checkpoint = ckpt.latest_checkpoint(run_dir / "checkpoints")
         sample_path = None
         check_every = 1 if device.type == "cpu" else tc.log_every
@@ -340,9 +317,7 @@ class Trainer:
                         for key, value in logs.items():
                             value = torch.as_tensor(value, dtype=torch.float32).detach()
                             window[key] = window.get(key, 0) + value
-                        window[f"loss/{update.name}"] = (
-                            window.get(f"loss/{update.name}", 0) + loss.detach().float()
-                        )
+                        window[f"loss/{update.name}"] = window.get(f"loss/{update.name}", 0) + loss.detach().float()
                 images_seen += tc.batch_size * draws_per_iteration
                 window_images += tc.batch_size * draws_per_iteration
                 for role, ema in emas.items():
@@ -362,14 +337,10 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     values = {key: float(total) / window_steps for key, total in window.items()}
                     values["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
-                    values.update(
-                        {f"lr/{role}": opt.param_groups[0]["lr"] for role, opt in optimizers.items()}
-                    )
+                    values.update({f"lr/{role}": opt.param_groups[0]["lr"] for role, opt in optimizers.items()})
                     values["epoch"] = stream.epoch
                     logger.log(self.step, values)
-                    logger.advance(
-                        window_steps, {k: v for k, v in values.items() if k.startswith(("loss/", "images"))}
-                    )
+                    logger.advance(window_steps, {k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
                     window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
                 elif logger is not None and self.step % 10 == 0:
                     logger.advance(0, {})
@@ -438,11 +409,7 @@ class Trainer:
             return
         index = int((~finite).nonzero()[0])
         step, name, _ = pending[index]
-        kept = (
-            f"the last good checkpoint is {last_checkpoint}"
-            if last_checkpoint
-            else "no checkpoint was written yet"
-        )
+        kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
         raise DivergenceError(
             f"training diverged at step {step}: the {name} loss is {float(values[index])}; {kept}", step, name
         )

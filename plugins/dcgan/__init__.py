@@ -8,7 +8,7 @@ Only the plugin description lives here so that `ganzoo list` does not import tor
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from ganzoo import DataInfo, GANPlugin, OptimizerSpec, UpdateStep, UsageError, option
 from ganzoo.plugin import ADVERSARIAL_LOSSES
@@ -23,9 +23,7 @@ class DCGANConfig:
     latent_dim: int = option(100, "size of the noise vector z", min=1)
     g_width: int = option(64, "generator width: channels of its last hidden layer (ngf)", min=1)
     d_width: int = option(64, "discriminator width: channels of its first layer (ndf)", min=1)
-    d_norm: str = option(
-        "batch", "normalisation in D after the first layer", choices=("batch", "spectral", "none")
-    )
+    d_norm: str = option("batch", "normalisation in D after the first layer", choices=("batch", "spectral", "none"))
     loss: str = option("non-saturating", "adversarial loss", choices=ADVERSARIAL_LOSSES)
     lr_g: float = option(2e-4, "generator learning rate (Adam)", min=0)
     lr_d: float = option(2e-4, "discriminator learning rate (Adam)", min=0)
@@ -65,7 +63,7 @@ class DCGAN(GANPlugin):
     description = "DCGAN (Radford et al. 2016): convolutional generator and discriminator with batch norm."
     version = "1.0.0"
     Config = DCGANConfig
-    train_defaults = {"steps": 2000, "batch_size": 64, "ema_decay": 0.999}
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64, "ema_decay": 0.999}
 
     def resolve_config(self, config: DCGANConfig, data_info: DataInfo) -> DCGANConfig:
         resolution = config.resolution or data_info.resolution or 64

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -40,7 +42,7 @@ class Generator(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
-        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+        for w_in, w_out in itertools.pairwise(widths):
             layers += [
                 nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(w_out),
@@ -63,7 +65,7 @@ class Discriminator(nn.Module):
         widths = [width * 2**i for i in range(downs)]  # e.g. 64, 128, 256, 512 at 64 px
         wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
         blocks = [nn.Sequential(wrap(nn.Conv2d(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True))]
-        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+        for w_in, w_out in itertools.pairwise(widths):
             layers: list[nn.Module] = [wrap(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm != "batch"))]
             if norm == "batch":
                 layers.append(nn.BatchNorm2d(w_out))
