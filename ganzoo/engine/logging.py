@@ -35,10 +35,13 @@ class RunLogger:
     def tensorboard_dir(self) -> Path | None:
         return Path(self._writer.log_dir) if self._writer is not None else None
 
-    def advance(self, steps: int, postfix: Mapping[str, float]) -> None:
-        self._bar.update(steps)
-        if postfix:
-            self._bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+    def advance(self) -> None:
+        """One iteration done."""
+        self._bar.update(1)
+
+    def show(self, values: Mapping[str, float]) -> None:
+        """Show the latest logged values next to the bar."""
+        self._bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
 
     def log(self, step: int, values: Mapping[str, Any]) -> None:
         record = {"step": step, **values}

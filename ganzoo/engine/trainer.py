@@ -108,12 +108,9 @@ class Trainer:
     ) -> None:
         self.plugin = plugin if isinstance(plugin, GANPlugin) else get_plugin(plugin)
         self.model_overrides = dict(config or {})
-        if isinstance(train, TrainConfig):
-            self.train_config = train
-            self._train_overrides: dict[str, Any] = {}
-        else:
-            self._train_overrides = dict(train or {})
-            self.train_config = self._make_train_config({})
+        # A TrainConfig instance is taken whole: all its fields act as overrides (also over a resumed run's).
+        self._train_overrides = dataclasses.asdict(train) if isinstance(train, TrainConfig) else dict(train or {})
+        self.train_config = self._make_train_config({})
         self.data_spec = data
         self.resume = resume
         self.run_dir = Path(out) if out is not None else None
@@ -177,11 +174,13 @@ class Trainer:
         tc = self.train_config
         device = resolve_device(tc.device, dist_state.local_rank)
         ddp.init_process_group(dist_state, device)
-        if dist_state.enabled:
-            self._agree_on_run_dir(dist_state)
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
         try:
+            if dist_state.enabled:
+                self._agree_on_run_dir(dist_state)
             return self._fit(dist_state, device, saved)
         finally:
+            torch.use_deterministic_algorithms(deterministic_before)
             ddp.shutdown(dist_state)
 
     def _check_resume_overrides(self, saved: Mapping[str, Any]) -> None:
@@ -340,10 +339,10 @@ class Trainer:
                     values.update({f"lr/{role}": opt.param_groups[0]["lr"] for role, opt in optimizers.items()})
                     values["epoch"] = stream.epoch
                     logger.log(self.step, values)
-                    logger.advance(window_steps, {k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
+                    logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
                     window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
-                elif logger is not None and self.step % 10 == 0:
-                    logger.advance(0, {})
+                if logger is not None:
+                    logger.advance()
                 if is_main and (self.step % tc.sample_every == 0 or self.step == total_steps):
                     sample_path = self._write_samples(model, logger)
                 if due_checkpoint:

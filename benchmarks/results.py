@@ -1,0 +1,19 @@
+"""Writes one named section of benchmarks/RESULTS.md, keeping the other sections as they are."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+TITLE = "# ganzoo benchmark results\n\nEvery section is written by the script its command names.\n"
+
+
+def write_section(name: str, command: str, body: str) -> None:
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else TITLE
+    stamp = datetime.date.today().isoformat()
+    section = f"## {name}\n\n`{command}` ({stamp})\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text.rstrip() + "\n", encoding="utf-8")
