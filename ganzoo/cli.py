@@ -17,9 +17,17 @@ import click
 from ganzoo import __version__
 from ganzoo.errors import GanzooError, UsageError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     click.echo(f"Warning: {message}", err=True)
+
+
+def _error(message: str, exit_code: int) -> None:
+    """Print an error on one line (whatever the message's own line breaks) and exit."""
+    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    sys.exit(exit_code)
 
 
 class GanzooGroup(click.Group):
@@ -33,11 +41,9 @@ class GanzooGroup(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            click.echo(f"Error: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
+            _error(exc.format_message(), exc.exit_code)
         except GanzooError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _error(str(exc), exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("Interrupted.", err=True)
             sys.exit(130)
@@ -73,14 +79,17 @@ def list_command(pattern: str) -> None:
     if not rows:
         click.echo(f"no plugin matches {pattern!r}")
         return
-    width = max(len(r.name) for r in rows)
+    table = []
     for row in rows:
         dists = ", ".join(s.distribution for s in row.sources)
         if row.ok:
             p = row.plugin
-            click.echo(f"{row.name:<{width}}  {p.modality:<14} v{p.version:<8} {dists:<16} {p.summary()}")
+            table.append((row.name, p.modality, f"v{p.version}", dists, p.summary()))
         else:
-            click.echo(f"{row.name:<{width}}  BROKEN  {row.error}")
+            table.append((row.name, "BROKEN", "", dists, row.error or ""))
+    widths = [max(len(cells[i]) for cells in table) for i in range(4)]
+    for cells in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + "  " + cells[4])
 
 
 def _format_default(value: Any) -> str:
@@ -184,6 +193,8 @@ def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool) 
     from ganzoo.engine.precision import resolve_device
     from ganzoo.model import load_pretrained
 
+    if Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
+        raise UsageError(f"--out {out}: accepted file types are {', '.join(IMAGE_SUFFIXES)} (images) and .txt (text)")
     model = load_pretrained(source, device=resolve_device(device))
     samples = model.sample(n, seed=seed, use_ema=not no_ema)
     path = save_samples(samples, Path(out))

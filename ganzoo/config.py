@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -165,16 +166,15 @@ def _coerce(tp: Any, value: Any) -> Any:
                     return int(as_float)
         raise _BadValue
     if tp is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _BadValue
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError as exc:
-                raise _BadValue from exc
-        raise _BadValue
+        try:
+            result = float(value)
+        except ValueError as exc:
+            raise _BadValue from exc
+        if math.isnan(result):  # NaN passes every bound check (all comparisons are False)
+            raise _BadValue
+        return result
     if tp is str:
         if isinstance(value, str):
             return value

@@ -39,7 +39,10 @@ class TensorImageDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])
+        item = {"image": self.images[index].float().div_(127.5).sub_(1.0)}
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
@@ -108,6 +111,10 @@ def list_images(root: Path) -> list[Path]:
 def _decode(path: Path, resolution: int, mode: str) -> np.ndarray | None:
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I;16") or image.mode == "I":  # 16/32-bit grey: scale, do not clip
+                deep = np.asarray(image).astype(np.float32)
+                depth_scale = 257.0 if deep.max() > 255 else 1.0
+                image = Image.fromarray(np.clip(deep / depth_scale + 0.5, 0, 255).astype(np.uint8), "L")
             image = image.convert(mode)
             w, h = image.size
             scale = resolution / min(w, h)

@@ -138,8 +138,9 @@ def _torchvision_reader(spec: str) -> Callable[[], tuple[torch.Tensor, torch.Ten
             try:
                 dataset = cls(str(root), train=True, download=True)
             except Exception as exc:  # urllib, http and archive errors all mean the same to the user
+                detail = " ".join(str(exc).split())  # torchvision reports one line per mirror
                 raise GanzooError(
-                    f"could not download dataset {spec!r} into {root}: {type(exc).__name__}: {exc}; "
+                    f"could not download dataset {spec!r} into {root}: {type(exc).__name__}: {detail}; "
                     "check the connection or copy the torchvision files there (set GANZOO_DATA_DIR to move it)"
                 ) from None
         data = dataset.data

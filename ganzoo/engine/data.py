@@ -80,6 +80,9 @@ class BatchStream:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             collate_fn=collate,
+            # The loader seeds its workers from this generator, not from the global RNG, so creating a
+            # loader (every epoch, and on resume) leaves the training noise stream untouched.
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch),
         )
         return iter(loader)
 

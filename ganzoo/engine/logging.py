@@ -76,14 +76,16 @@ def image_grid(images: torch.Tensor) -> torch.Tensor:
 
 
 def save_samples(samples: torch.Tensor | list[str], path: Path) -> Path:
-    """Write images as a PNG grid, or text samples one per line (the suffix follows the kind)."""
+    """Write images as a grid (PNG unless `path` ends in .jpg, .jpeg or .webp), or text samples one per line
+    (.txt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(samples, torch.Tensor):
         from torchvision.utils import save_image
 
-        path = path.with_suffix(".png")
+        if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+            path = path.with_name(path.name + ".png")
         save_image(image_grid(samples), path)
     else:
-        path = path.with_suffix(".txt")
+        path = path.with_name(path.stem + ".txt") if path.suffix else path.with_name(path.name + ".txt")
         path.write_text("\n".join(samples) + "\n", encoding="utf-8")
     return path

@@ -33,7 +33,7 @@ from ganzoo.engine.data import BatchStream
 from ganzoo.engine.logging import RunLogger, image_grid, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
 from ganzoo.errors import DivergenceError, UsageError
-from ganzoo.model import CONFIG_FILE, EMA_SUFFIX, GANModel, build_model, read_run_config, resolve_model_config
+from ganzoo.model import CONFIG_FILE, GANModel, build_model, read_run_config, resolve_model_config
 from ganzoo.plugin import GANPlugin, OptimizerSpec, StepContext, UpdateStep
 from ganzoo.registry import get_plugin
 
@@ -189,9 +189,12 @@ class Trainer:
             current = replace_config(self.plugin.default_config(), {key: value})
             if config_to_dict(current)[key] != saved_config.get(key):
                 raise UsageError(f"cannot change {key} when resuming (the run has {key}={saved_config.get(key)!r})")
-        if self.data_spec is not None and str(self.data_spec) != saved.get("data"):
+        if self.data_spec is None:
+            self.data_spec = saved.get("data")
+            return
+        given = self.data_spec.spec if isinstance(self.data_spec, DataSource) else str(self.data_spec)
+        if given != saved.get("data"):
             raise UsageError(f"cannot change the data when resuming (the run used {saved.get('data')!r})")
-        self.data_spec = saved.get("data")
 
     def _fit(self, dist_state: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> TrainResult:
         tc = self.train_config
@@ -319,11 +322,13 @@ class Trainer:
                         window[f"loss/{update.name}"] = window.get(f"loss/{update.name}", 0) + loss.detach().float()
                 images_seen += tc.batch_size * draws_per_iteration
                 window_images += tc.batch_size * draws_per_iteration
-                for role, ema in emas.items():
-                    ema.update(model.nets[role], step=self.step)
-                if dist_state.enabled:
+                if dist_state.enabled:  # before the EMA reads them: batch-norm statistics follow rank 0
                     for net in model.nets.values():
                         ddp.broadcast_module(net, buffers_only=True)
+                for role, ema in emas.items():
+                    # timm copies while `step - update_after_step - 1 <= 0`: passing the completed iterations
+                    # plus one makes exactly `ema_start` iterations copy before the averaging starts.
+                    ema.update(model.nets[role], step=self.step + 2)
                 self.step += 1
                 window_steps += 1
 
@@ -332,14 +337,15 @@ class Trainer:
                 if self.step % check_every == 0 or due_log or due_checkpoint:
                     self._check_finite(pending, last_checkpoint, dist_state)
                     pending.clear()
-                if due_log and logger is not None:
+                if due_log:
                     elapsed = time.perf_counter() - window_start
-                    values = {key: float(total) / window_steps for key, total in window.items()}
+                    values = self._window_means(window, window_steps, dist_state)
                     values["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
                     values.update({f"lr/{role}": opt.param_groups[0]["lr"] for role, opt in optimizers.items()})
                     values["epoch"] = stream.epoch
-                    logger.log(self.step, values)
-                    logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
+                    if logger is not None:
+                        logger.log(self.step, values)
+                        logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
                     window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
                 if logger is not None:
                     logger.advance()
@@ -391,6 +397,17 @@ class Trainer:
             scaler.step(optimizers[role])
         scaler.update()
         return loss, logs
+
+    @staticmethod
+    def _window_means(window: Mapping[str, torch.Tensor], steps: int, dist_state: ddp.DistState) -> dict[str, float]:
+        """Mean of each logged value over the window's iterations (and over ranks under DDP)."""
+        if not window:
+            return {}
+        keys = sorted(window)
+        means = torch.stack([torch.as_tensor(window[k], dtype=torch.float32) for k in keys]) / steps
+        if dist_state.enabled:
+            means = ddp.all_reduce_mean(means, dist_state.world_size)
+        return dict(zip(keys, means.tolist(), strict=True))
 
     def _check_finite(
         self,
@@ -511,4 +528,4 @@ class Trainer:
         return path
 
 
-__all__ = ["EMA_SUFFIX", "TrainResult", "Trainer", "split_overrides"]
+__all__ = ["TrainResult", "Trainer", "split_overrides"]

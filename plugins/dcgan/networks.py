@@ -20,7 +20,10 @@ def _num_upsamplings(resolution: int) -> int:
 def init_dcgan_weights(module: nn.Module) -> None:
     """N(0, 0.02) for convolutions, N(1, 0.02) and zero bias for batch norm (Radford et al.)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        weight = module.weight
+        if nn.utils.parametrize.is_parametrized(module, "weight"):  # spectral norm: initialise the raw weight
+            weight = module.parametrizations.weight.original
+        nn.init.normal_(weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d):

@@ -1,0 +1,52 @@
+"""Run by tests/test_ddp.py under `torchrun --nproc_per_node=2`: train a tiny DCGAN on the CPU for 4 steps.
+
+Usage: ddp_worker.py OUT_DIR. The run goes to OUT_DIR/run; every rank then writes its final networks (and the
+EMA generator) to OUT_DIR/rank{R}.safetensors so the test can compare the ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ganzoo import Trainer
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    rank = int(os.environ["RANK"])
+    torch.set_num_threads(1)
+    result = Trainer(
+        "dcgan",
+        config={"g_width": 8, "d_width": 8, "latent_dim": 16},
+        train={
+            "steps": 4,
+            "batch_size": 16,
+            "device": "cpu",
+            "precision": "fp32",
+            "checkpoint_every": 4,
+            "log_every": 2,
+            "sample_every": 1000,
+            "sample_grid": 4,
+            "progress": False,
+            "tensorboard": False,
+        },
+        data="mnist-4k",
+        out=out / "run",
+    ).fit()
+    tensors = {}
+    for role, net in result.model.nets.items():
+        for key, value in net.state_dict().items():
+            tensors[f"{role}.{key}"] = value.detach().cpu().contiguous()
+    for role, net in result.model.ema.items():
+        for key, value in net.state_dict().items():
+            tensors[f"{role}_ema.{key}"] = value.detach().cpu().contiguous()
+    save_file(tensors, out / f"rank{rank}.safetensors", {"step": str(result.step), "rank": str(rank)})
+
+
+if __name__ == "__main__":
+    main()

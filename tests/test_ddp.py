@@ -1,0 +1,89 @@
+"""Data-parallel training: two CPU ranks under torchrun (gloo) stay in sync and write one set of files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", str(WORKER), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return out
+
+
+def _ranks(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    return load_file(out / "rank0.safetensors"), load_file(out / "rank1.safetensors")
+
+
+def test_ranks_hold_identical_networks(ddp_run):
+    rank0, rank1 = _ranks(ddp_run)
+    nets = [k for k in rank0 if not k.split(".", 1)[0].endswith("_ema")]
+    assert any(k.startswith("generator.") for k in nets) and any(k.startswith("discriminator.") for k in nets)
+    assert rank0.keys() == rank1.keys()
+    differing = [k for k in nets if not torch.equal(rank0[k], rank1[k])]
+    assert not differing, f"ranks disagree on {differing[:5]}"
+    for path in (ddp_run / "rank0.safetensors", ddp_run / "rank1.safetensors"):
+        with safe_open(path, framework="pt") as handle:
+            assert handle.metadata()["step"] == "4"
+    # rank 0's checkpoint holds exactly these networks
+    saved = load_file(ddp_run / "run" / "checkpoints" / "step-000004" / "model.safetensors")
+    assert all(torch.equal(saved[k], rank0[k]) for k in nets)
+
+
+def test_ranks_hold_identical_ema_generators(ddp_run):
+    """The EMA generator (parameters and batch-norm running statistics) must agree across ranks too."""
+    rank0, rank1 = _ranks(ddp_run)
+    ema = [k for k in rank0 if k.startswith("generator_ema.")]
+    assert ema
+    differing = [k for k in ema if not torch.equal(rank0[k], rank1[k])]
+    assert not differing, f"ranks disagree on {differing[:5]}"
+
+
+def test_one_checkpoint_one_config_one_log(ddp_run):
+    run = ddp_run / "run"
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step-000004"]
+    assert not list(run.rglob(".tmp-*"))
+    info = json.loads((checkpoints / "step-000004" / "trainer.json").read_text())
+    assert info["step"] == 4 and info["world_size"] == 2
+    assert info["images_seen"] == 4 * 16  # the global batch, summed over ranks
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert config["device"] == "cpu"
+
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]  # log_every=2, written by rank 0 only
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000004.png"]
+
+    # the saved RNG state has one torch generator state per rank, and the ranks drew different noise
+    from ganzoo.engine.checkpoint import load_training_state
+
+    state, _ = load_training_state(checkpoints / "step-000004")
+    assert len(state["rng"]["torch"]) == 2
+    assert not torch.equal(state["rng"]["torch"][0], state["rng"]["torch"][1])
