@@ -165,6 +165,7 @@ def train(
     if epochs is not None:
         overrides.pop("steps", None)
 
+    from ganzoo.engine.distributed import from_environment
     from ganzoo.engine.trainer import Trainer, split_overrides
 
     model_overrides, train_overrides = split_overrides(plugin, overrides)
@@ -175,9 +176,10 @@ def train(
         raise GanzooError(
             f"interrupted at step {trainer.step}; continue with: ganzoo train {name} --out {trainer.run_dir} --resume"
         ) from None
-    click.echo(f"run: {result.run_dir}")
-    click.echo(f"checkpoint: {result.checkpoint}")
-    click.echo(f"samples: {result.samples}")
+    if from_environment().is_main:  # under torchrun, one report
+        click.echo(f"run: {result.run_dir}")
+        click.echo(f"checkpoint: {result.checkpoint}")
+        click.echo(f"samples: {result.samples}")
 
 
 @cli.command()

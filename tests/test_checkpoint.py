@@ -281,7 +281,7 @@ def test_resume_continues_from_latest_checkpoint_and_appends_metrics(tmp_path, r
     # it restarted after step 2 (the newest checkpoint), so iterations 3..6 ran (0-based ctx.step 2..5)
     assert sorted({c["step"] for c in registered_toy.calls}) == [2, 3, 4, 5]
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the step-3 line logged before the interruption was dropped
 
 
 def test_resume_with_the_same_data_source_object(tmp_path):

@@ -18,6 +18,9 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool) -> None:
         self.path = run_dir / "metrics.jsonl"
+        if start_step > 0 and self.path.is_file():  # resumed: forget what was logged after the checkpoint
+            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            self.path.write_text("".join(x for x in lines if json.loads(x)["step"] <= start_step), encoding="utf-8")
         self._file = self.path.open("a", encoding="utf-8")
         self._bar = tqdm(total=total_steps, initial=start_step, disable=not progress, unit="it", dynamic_ncols=True)
         self._writer = None
@@ -29,7 +32,9 @@ class RunLogger:
             if SummaryWriter is not None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+                    # purge_step drops events logged after the checkpoint a resumed run restarts from
+                    purge = start_step + 1 if start_step > 0 else None
+                    self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
 
     @property
     def tensorboard_dir(self) -> Path | None:
