@@ -21,6 +21,7 @@ import digits_judge as judge_mod
 import torch
 
 from ganzoo import Trainer
+from ganzoo.engine.logging import save_samples
 
 VARIANTS: dict[str, tuple[dict, dict]] = {
     # name: (model overrides, training overrides)
@@ -31,9 +32,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "hinge": ({"loss": "hinge"}, {}),
     "batch128": ({}, {"batch_size": 128}),
     "narrow": ({"g_width": 32, "d_width": 32}, {}),
-    "lr1e-3": ({"lr_g": 1e-3, "lr_d": 1e-3}, {}),
-    "noema": ({}, {"ema_decay": 0.0}),
-    "ema9999": ({}, {"ema_decay": 0.9999}),
+    "wide": ({"g_width": 128}, {}),
+    "lr4e-4": ({"lr_g": 4e-4, "lr_d": 4e-4}, {}),
+    "channels_last": ({}, {"channels_last": True}),
 }
 
 
@@ -58,6 +59,8 @@ def run_variant(name: str, steps: int, every: int, net, reference, seed: int) ->
                 row[f"{label}_{key}"] = round(float(value), 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if step == steps:
+            save_samples(model.sample(64, seed=0), judge_mod.CACHE.parent / f"dcgan-{name}.png")
         eval_time += time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory() as tmp:

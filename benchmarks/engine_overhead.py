@@ -47,7 +47,7 @@ def hand_loop(images: torch.Tensor, steps: int, precision: str, reuse_fake: bool
             order, position = torch.randperm(len(images)), 0
         real = images[order[position : position + BATCH]].float().div_(127.5).sub_(1.0)
         position += BATCH
-        z = torch.randn(BATCH, LATENT, 1, 1)
+        z = torch.randn(BATCH, LATENT)
         with cast:
             if reuse_fake:
                 fake = g(z)
@@ -63,7 +63,7 @@ def hand_loop(images: torch.Tensor, steps: int, precision: str, reuse_fake: bool
         opt_d.step()
         with cast:
             if not reuse_fake:
-                fake = g(torch.randn(BATCH, LATENT, 1, 1))
+                fake = g(torch.randn(BATCH, LATENT))
             loss_g = F.softplus(-d(fake).float()).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

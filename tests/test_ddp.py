@@ -87,3 +87,25 @@ def test_one_checkpoint_one_config_one_log(ddp_run):
     state, _ = load_training_state(checkpoints / "step-000004")
     assert len(state["rng"]["torch"]) == 2
     assert not torch.equal(state["rng"]["torch"][0], state["rng"]["torch"][1])
+
+
+def test_cli_under_torchrun_trains_and_reports_once(tmp_path):
+    """The README's `torchrun -m ganzoo.cli train ...` form: two ranks, one run, one report."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    run = tmp_path / "run"
+    args = ["train", "dcgan", "--steps", "2", "--batch-size", "16", "--device", "cpu", "--out", str(run)]
+    args += ["--set", "g_width=8", "--set", "d_width=8", "--set", "progress=false", "--set", "sample_grid=4"]
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "ganzoo.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.stdout.count("checkpoint: ") == 1
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert (run / "checkpoints" / "step-000002" / "model.safetensors").is_file()

@@ -25,6 +25,7 @@ class TrainConfig:
         0.75, "EMA warm-up: decay = min(ema_decay, 1 - (1 + step)^-power); 0 turns the warm-up off", min=0
     )
     ema_start: int = option(0, "iterations before the EMA starts averaging (it copies the weights until then)", min=0)
+    channels_last: bool = option(False, "store 4-D weights and image batches channels-last (faster convolutions)")
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)

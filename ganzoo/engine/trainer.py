@@ -70,6 +70,11 @@ def make_optimizer(spec: OptimizerSpec, params: Sequence[nn.Parameter]) -> torch
     return kinds[spec.kind]()
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
+    tensor = tensor.to(device, non_blocking=True)
+    return tensor.contiguous(memory_format=memory_format) if tensor.ndim == 4 else tensor
+
+
 @dataclasses.dataclass
 class TrainResult:
     run_dir: Path
@@ -211,7 +216,9 @@ class Trainer:
         data_info = dataclasses.replace(native, num_samples=len(dataset))
         model = build_model(self.plugin, model_config, data_info, with_ema=False)
         model.to(device)
+        memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         for net in model.nets.values():
+            net.to(memory_format=memory_format)
             net.train()
             if dist_state.enabled:
                 ddp.broadcast_module(net)
@@ -302,7 +309,7 @@ class Trainer:
                     for _ in range(update.repeats):
                         batch = {}
                         if update.needs_data:
-                            batch = {k: v.to(device, non_blocking=True) for k, v in stream.next().items()}
+                            batch = {k: _to_device(v, device, memory_format) for k, v in stream.next().items()}
                         loss, logs = self._run_update(
                             update,
                             model.nets,

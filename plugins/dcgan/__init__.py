@@ -36,7 +36,7 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     from ganzoo.losses import discriminator_loss
 
     real = batch["image"]
-    z = torch.randn(real.shape[0], ctx.config.latent_dim, 1, 1, device=real.device)
+    z = torch.randn(real.shape[0], ctx.config.latent_dim, device=real.device)
     fake = nets["generator"](z)
     real_logits = nets["discriminator"](real)
     fake_logits = nets["discriminator"](fake)
@@ -52,7 +52,7 @@ def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
 
     from ganzoo.losses import generator_loss
 
-    z = torch.randn(ctx.batch_size, ctx.config.latent_dim, 1, 1, device=ctx.device)
+    z = torch.randn(ctx.batch_size, ctx.config.latent_dim, device=ctx.device)
     fake_logits = nets["discriminator"](nets["generator"](z))
     return generator_loss(ctx.config.loss, fake_logits), {}
 
@@ -100,7 +100,7 @@ class DCGAN(GANPlugin):
 
         g = nets["generator"]
         device = next(g.parameters()).device
-        z = torch.randn(n, g.latent_dim, 1, 1, device=device, generator=generator)
+        z = torch.randn(n, g.latent_dim, device=device, generator=generator)
         return g(z)
 
     def frozen_d_blocks(self, nets: Any) -> list[Any]:
