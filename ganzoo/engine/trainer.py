@@ -32,7 +32,7 @@ from ganzoo.engine.config import TrainConfig
 from ganzoo.engine.data import BatchStream
 from ganzoo.engine.logging import RunLogger, image_grid, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
-from ganzoo.errors import DivergenceError, UsageError
+from ganzoo.errors import DivergenceError, PluginError, UsageError
 from ganzoo.model import CONFIG_FILE, GANModel, build_model, read_run_config, resolve_model_config
 from ganzoo.plugin import GANPlugin, OptimizerSpec, StepContext, UpdateStep
 from ganzoo.registry import get_plugin
@@ -82,6 +82,62 @@ class TrainResult:
     checkpoint: Path | None
     samples: Path | None
     model: GANModel
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything one `fit()` works with once it is set up."""
+
+    dist: ddp.DistState
+    device: torch.device
+    precision: str
+    memory_format: torch.memory_format
+    data_spec: str
+    model: GANModel
+    emas: dict[str, ModelEmaV3]
+    schedule: list[UpdateStep]
+    optimizers: dict[str, torch.optim.Optimizer]
+    scalers: dict[str, torch.amp.GradScaler]
+    stream: BatchStream
+    context: StepContext
+    total_steps: int
+    images_per_iteration: int
+    images_seen: int = 0
+
+
+class _Window:
+    """Logged values summed over the iterations since the last metrics line, and the images/s meanwhile."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device  # the sums stay where the losses are: all-reduce needs them there under NCCL
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.iterations = 0
+        self.images = 0
+        self.start = time.perf_counter()
+
+    def add(self, key: str, value: Any) -> None:
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach()
+        self.sums[key] = self.sums[key] + value if key in self.sums else value
+
+    def close_iteration(self, images: int) -> None:
+        self.iterations += 1
+        self.images += images
+
+    def means(self, dist: ddp.DistState) -> dict[str, float]:
+        """Mean of each value per iteration (averaged over ranks under DDP, a collective), plus images/s."""
+        values = {}
+        if self.sums:
+            keys = sorted(self.sums)
+            means = torch.stack([self.sums[k] for k in keys]) / max(1, self.iterations)
+            if dist.enabled:
+                means = ddp.all_reduce_mean(means, dist.world_size)
+            values = dict(zip(keys, means.tolist(), strict=True))
+        elapsed = time.perf_counter() - self.start
+        values["images_per_s"] = self.images / elapsed if elapsed > 0 else 0.0
+        return values
 
 
 def _default_run_dir(plugin: GANPlugin) -> Path:
@@ -201,14 +257,26 @@ class Trainer:
         if given != saved.get("data"):
             raise UsageError(f"cannot change the data when resuming (the run used {saved.get('data')!r})")
 
-    def _fit(self, dist_state: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> TrainResult:
+    def _fit(self, dist: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> TrainResult:
         tc = self.train_config
-        precision = resolve_precision(tc.precision, device)
         torch.backends.cudnn.benchmark = device.type == "cuda" and not tc.deterministic
         if tc.deterministic:
             torch.use_deterministic_algorithms(True)
         self._seed_everything(tc.seed)
+        run = self._setup(dist, device, saved)
+        if saved is not None:
+            self._restore(run)
+        else:
+            self.step = 0
+            torch.manual_seed(tc.seed * 1_000_003 + dist.rank + 1)  # each rank its own noise from here on
+            if dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._write_run_config(run)
+        return self._loop(run)
 
+    def _setup(self, dist: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> _Run:
+        """Data, networks (on the device, broadcast from rank 0), EMA, optimizers, scalers, batch stream."""
+        tc = self.train_config
         source = self.data_spec if isinstance(self.data_spec, DataSource) else resolve_data(self.data_spec)
         native = source.info()
         model_config = resolve_model_config(self.plugin, saved["config"] if saved else self.model_overrides, native)
@@ -220,7 +288,7 @@ class Trainer:
         for net in model.nets.values():
             net.to(memory_format=memory_format)
             net.train()
-            if dist_state.enabled:
+            if dist.enabled:
                 ddp.broadcast_module(net)
         emas = {}
         if tc.ema_decay > 0:
@@ -240,193 +308,167 @@ class Trainer:
         optimizers = {role: make_optimizer(spec, list(model.nets[role].parameters())) for role, spec in specs.items()}
         missing = sorted({r for s in schedule for r in s.networks} - set(optimizers))
         if missing:
-            raise UsageError(f"plugin {self.plugin.name} gives no optimizer for {', '.join(missing)}")
-        scalers = {s.name: make_scaler(device, precision) for s in schedule}
-
-        per_rank_batch = tc.batch_size // dist_state.world_size
+            raise PluginError(f"plugin {self.plugin.name} gives no optimizer for {', '.join(missing)}")
+        precision = resolve_precision(tc.precision, device)
         stream = BatchStream(
             dataset,
             tc.batch_size,
             tc.seed,
-            dist_state.rank,
-            dist_state.world_size,
+            dist.rank,
+            dist.world_size,
             num_workers=tc.num_workers,
             pin_memory=device.type == "cuda",
         )
-        draws_per_iteration = sum(s.repeats for s in schedule if s.needs_data)
+        draws = sum(s.repeats for s in schedule if s.needs_data)
         total_steps = tc.steps
         if tc.epochs is not None:
-            total_steps = max(1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws_per_iteration)))
-
-        run_dir = self.run_dir
-        images_seen = 0
-        if saved is not None:
-            checkpoint = ckpt.latest_checkpoint(run_dir / "checkpoints")
-            if checkpoint is None:
-                raise UsageError(f"cannot resume: {run_dir} has no complete checkpoint")
-            model.load_weights(ckpt.load_weights(checkpoint), str(checkpoint))
-            state, info = ckpt.load_training_state(checkpoint)
-            for role, opt in optimizers.items():
-                opt.load_state_dict(state["optimizers"][role])
-            for name, scaler in scalers.items():
-                if state["scalers"].get(name):
-                    scaler.load_state_dict(state["scalers"][name])
-            self._restore_rng(state["rng"], dist_state, device, info)
-            self.step = info["step"]
-            images_seen = info["images_seen"]
-            stream.seek(info["epoch"], info["batch_in_epoch"])
-        else:
-            self.step = 0
-            torch.manual_seed(tc.seed * 1_000_003 + dist_state.rank + 1)
-            if dist_state.is_main:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                self._write_run_config(model, source.spec, precision, device, dist_state)
-
-        is_main = dist_state.is_main
-        logger = (
-            RunLogger(run_dir, total_steps, self.step, tc.progress and is_main, tc.tensorboard) if is_main else None
+            total_steps = max(1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws)))
+        per_rank_batch = tc.batch_size // dist.world_size
+        return _Run(
+            dist=dist,
+            device=device,
+            precision=precision,
+            memory_format=memory_format,
+            data_spec=source.spec,
+            model=model,
+            emas=emas,
+            schedule=schedule,
+            optimizers=optimizers,
+            scalers={s.name: make_scaler(device, precision) for s in schedule},
+            stream=stream,
+            context=StepContext(0, device, precision, model_config, data_info, per_rank_batch),
+            total_steps=total_steps,
+            images_per_iteration=tc.batch_size * draws,
         )
-        context = StepContext(self.step, device, precision, model_config, data_info, per_rank_batch)
-        trainable: tuple[str, ...] | None = None
-        window: dict[str, torch.Tensor] = {}
-        window_steps, window_images, window_start = 0, 0, time.perf_counter()
-        last_checkpoint = ckpt.latest_checkpoint(run_dir / "checkpoints")
+
+    def _restore(self, run: _Run) -> None:
+        """Load the newest checkpoint: weights (EMA too), optimizer and scaler state, RNG, data position."""
+        checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
+        if checkpoint is None:
+            raise UsageError(f"cannot resume: {self.run_dir} has no complete checkpoint")
+        run.model.load_weights(ckpt.load_weights(checkpoint), str(checkpoint))
+        state, info = ckpt.load_training_state(checkpoint)
+        for role, opt in run.optimizers.items():
+            opt.load_state_dict(state["optimizers"][role])
+        for name, scaler in run.scalers.items():
+            if state["scalers"].get(name):
+                scaler.load_state_dict(state["scalers"][name])
+        self._restore_rng(state["rng"], run, info["step"])
+        self.step = info["step"]
+        run.images_seen = info["images_seen"]
+        run.stream.seek(info["epoch"], info["batch_in_epoch"])
+
+    def _loop(self, run: _Run) -> TrainResult:
+        tc = self.train_config
+        logger = None
+        if run.dist.is_main:
+            logger = RunLogger(self.run_dir, run.total_steps, self.step, tc.progress, tc.tensorboard)
+        window = _Window(run.device)
+        pending: list[tuple[int, str, torch.Tensor]] = []  # losses not yet checked for NaN/inf
+        check_every = 1 if run.device.type == "cpu" else tc.log_every  # on CUDA a check is a sync
+        last_checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
         sample_path = None
-        check_every = 1 if device.type == "cpu" else tc.log_every
-        pending: list[tuple[int, str, torch.Tensor]] = []
-
-        def checkpoint_now() -> Path:
-            return self._save_checkpoint(model, optimizers, scalers, stream, images_seen, dist_state, device)
-
         try:
-            while self.step < total_steps:
-                context.step = self.step
-                for update in schedule:
-                    if trainable != update.networks:
-                        for role, net in model.nets.items():
-                            net.requires_grad_(role in update.networks)
-                        trainable = update.networks
-                    for _ in range(update.repeats):
-                        batch = {}
-                        if update.needs_data:
-                            batch = {k: _to_device(v, device, memory_format) for k, v in stream.next().items()}
-                        loss, logs = self._run_update(
-                            update,
-                            model.nets,
-                            batch,
-                            context,
-                            optimizers,
-                            scalers[update.name],
-                            device,
-                            precision,
-                            tc,
-                            dist_state,
-                        )
-                        pending.append((self.step + 1, update.name, loss))
-                        for key, value in logs.items():
-                            value = torch.as_tensor(value, dtype=torch.float32).detach()
-                            window[key] = window.get(key, 0) + value
-                        window[f"loss/{update.name}"] = window.get(f"loss/{update.name}", 0) + loss.detach().float()
-                images_seen += tc.batch_size * draws_per_iteration
-                window_images += tc.batch_size * draws_per_iteration
-                if dist_state.enabled:  # before the EMA reads them: batch-norm statistics follow rank 0
-                    for net in model.nets.values():
-                        ddp.broadcast_module(net, buffers_only=True)
-                for role, ema in emas.items():
-                    # timm copies while `step - update_after_step - 1 <= 0`: passing the completed iterations
-                    # plus one makes exactly `ema_start` iterations copy before the averaging starts.
-                    ema.update(model.nets[role], step=self.step + 2)
+            while self.step < run.total_steps:
+                for name, loss in self._iteration(run, window):
+                    pending.append((self.step + 1, name, loss))
                 self.step += 1
-                window_steps += 1
-
-                due_log = self.step % tc.log_every == 0 or self.step == total_steps
-                due_checkpoint = self.step % tc.checkpoint_every == 0 or self.step == total_steps
+                window.close_iteration(run.images_per_iteration)
+                run.images_seen += run.images_per_iteration
+                last = self.step == run.total_steps
+                due_log = self.step % tc.log_every == 0 or last
+                due_checkpoint = self.step % tc.checkpoint_every == 0 or last
                 if self.step % check_every == 0 or due_log or due_checkpoint:
-                    self._check_finite(pending, last_checkpoint, dist_state)
+                    self._check_finite(pending, last_checkpoint, run.dist)
                     pending.clear()
                 if due_log:
-                    elapsed = time.perf_counter() - window_start
-                    values = self._window_means(window, window_steps, dist_state)
-                    values["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
-                    values.update({f"lr/{role}": opt.param_groups[0]["lr"] for role, opt in optimizers.items()})
-                    values["epoch"] = stream.epoch
-                    if logger is not None:
-                        logger.log(self.step, values)
-                        logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
-                    window, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+                    self._log(run, window, logger)
                 if logger is not None:
                     logger.advance()
-                if is_main and (self.step % tc.sample_every == 0 or self.step == total_steps):
-                    sample_path = self._write_samples(model, logger)
+                if run.dist.is_main and (self.step % tc.sample_every == 0 or last):
+                    sample_path = self._write_samples(run.model, logger)
                 if due_checkpoint:
-                    last_checkpoint = checkpoint_now()
+                    last_checkpoint = self._save_checkpoint(run)
                 for callback in self.callbacks:
                     callback(self, self.step)
         finally:
             if logger is not None:
                 logger.close()
-
-        if is_main and sample_path is None:
-            sample_path = self._write_samples(model, None)
-        model.info = {
-            "source": str(run_dir),
+        if run.dist.is_main and sample_path is None:
+            sample_path = self._write_samples(run.model, None)
+        run.model.info = {
+            "source": str(self.run_dir),
             "checkpoint": str(last_checkpoint),
             "step": self.step,
-            "data": source.spec,
+            "data": run.data_spec,
         }
-        return TrainResult(run_dir, self.step, last_checkpoint, sample_path, model)
+        return TrainResult(self.run_dir, self.step, last_checkpoint, sample_path, run.model)
 
-    def _run_update(
-        self,
-        update: UpdateStep,
-        nets: Mapping[str, nn.Module],
-        batch: Mapping[str, torch.Tensor],
-        context: StepContext,
-        optimizers: Mapping[str, torch.optim.Optimizer],
-        scaler: torch.amp.GradScaler,
-        device: torch.device,
-        precision: str,
-        tc: TrainConfig,
-        dist_state: ddp.DistState,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _iteration(self, run: _Run, window: _Window) -> list[tuple[str, torch.Tensor]]:
+        """One pass over the update schedule, then buffer sync and EMA; returns each update's loss."""
+        run.context.step = self.step
+        losses = []
+        for update in run.schedule:
+            for role, net in run.model.nets.items():  # only the updated networks build gradients
+                net.requires_grad_(role in update.networks)
+            for _ in range(update.repeats):
+                batch = {}
+                if update.needs_data:
+                    batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
+                loss, logs = self._update(run, update, batch)
+                losses.append((update.name, loss))
+                window.add(f"loss/{update.name}", loss)
+                for key, value in logs.items():
+                    window.add(key, value)
+        if run.dist.enabled:  # before the EMA reads them: batch-norm statistics follow rank 0
+            for net in run.model.nets.values():
+                ddp.broadcast_module(net, buffers_only=True)
+        for role, ema in run.emas.items():
+            # timm copies while `step - update_after_step - 1 <= 0`: passing the completed iterations plus one
+            # makes exactly `ema_start` iterations copy before the averaging starts.
+            ema.update(run.model.nets[role], step=self.step + 2)
+        return losses
+
+    def _update(
+        self, run: _Run, update: UpdateStep, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        """One optimisation step of the networks `update` names: loss, (scaled) backward, sync, clip, step."""
+        nets = run.model.nets
+        scaler = run.scalers[update.name]
         for role in update.networks:
-            optimizers[role].zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            loss, logs = update.loss(nets, batch, context)
+            run.optimizers[role].zero_grad(set_to_none=True)
+        with autocast(run.device, run.precision):
+            loss, logs = update.loss(nets, batch, run.context)
         scaler.scale(loss).backward()
-        if dist_state.enabled:
-            ddp.average_gradients([nets[r] for r in update.networks], dist_state.world_size)
-        if tc.grad_clip is not None:
+        if run.dist.enabled:
+            ddp.average_gradients([nets[r] for r in update.networks], run.dist.world_size)
+        if self.train_config.grad_clip is not None:
             for role in update.networks:
-                scaler.unscale_(optimizers[role])
-                torch.nn.utils.clip_grad_norm_(nets[role].parameters(), tc.grad_clip)
+                scaler.unscale_(run.optimizers[role])
+                torch.nn.utils.clip_grad_norm_(nets[role].parameters(), self.train_config.grad_clip)
         for role in update.networks:
-            scaler.step(optimizers[role])
+            scaler.step(run.optimizers[role])
         scaler.update()
         return loss, logs
 
-    @staticmethod
-    def _window_means(window: Mapping[str, torch.Tensor], steps: int, dist_state: ddp.DistState) -> dict[str, float]:
-        """Mean of each logged value over the window's iterations (and over ranks under DDP)."""
-        if not window:
-            return {}
-        keys = sorted(window)
-        means = torch.stack([torch.as_tensor(window[k], dtype=torch.float32) for k in keys]) / steps
-        if dist_state.enabled:
-            means = ddp.all_reduce_mean(means, dist_state.world_size)
-        return dict(zip(keys, means.tolist(), strict=True))
+    def _log(self, run: _Run, window: _Window, logger: RunLogger | None) -> None:
+        """A metrics line (means over the window and, under DDP, over ranks); every rank takes part."""
+        values = window.means(run.dist)
+        values.update({f"lr/{role}": opt.param_groups[0]["lr"] for role, opt in run.optimizers.items()})
+        values["epoch"] = run.stream.epoch
+        if logger is not None:
+            logger.log(self.step, values)
+            logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
+        window.reset()
 
     def _check_finite(
-        self,
-        pending: list[tuple[int, str, torch.Tensor]],
-        last_checkpoint: Path | None,
-        dist_state: ddp.DistState,
+        self, pending: list[tuple[int, str, torch.Tensor]], last_checkpoint: Path | None, dist: ddp.DistState
     ) -> None:
         if not pending:
             return
         values = torch.stack([loss.detach().float() for _, _, loss in pending])
-        if dist_state.enabled:
-            values = ddp.all_reduce_mean(values, dist_state.world_size)
+        if dist.enabled:
+            values = ddp.all_reduce_mean(values, dist.world_size)
         finite = torch.isfinite(values)
         if bool(finite.all()):
             return
@@ -439,28 +481,28 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- persistence
 
-    def _write_run_config(
-        self, model: GANModel, data_spec: str, precision: str, device: torch.device, dist_state: ddp.DistState
-    ) -> None:
+    def _write_run_config(self, run: _Run) -> None:
         record = {
-            **model.config_dict(),
-            "data": data_spec,
+            **run.model.config_dict(),
+            "data": run.data_spec,
             "train": config_to_dict(self.train_config),
             "seed": self.train_config.seed,
-            "precision": precision,
-            "device": device.type,
-            "world_size": dist_state.world_size,
+            "precision": run.precision,
+            "device": run.device.type,
+            "world_size": run.dist.world_size,
             "created": datetime.now().isoformat(timespec="seconds"),
         }
         ckpt.write_text_atomic(self.run_dir / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
 
-    def _rng_state(self, dist_state: ddp.DistState, device: torch.device) -> dict[str, Any]:
+    @staticmethod
+    def _rng_state(run: _Run) -> dict[str, Any]:
+        """Every rank's torch (and CUDA) generator state, and rank 0's python and numpy states."""
         torch_states = [torch.get_rng_state()]
-        cuda_states = [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
-        if dist_state.enabled:
-            torch_states = self._gather(torch_states[0], dist_state, device)
+        cuda_states = [torch.cuda.get_rng_state(run.device)] if run.device.type == "cuda" else []
+        if run.dist.enabled:  # a collective: every rank takes part
+            torch_states = _gather(torch_states[0], run)
             if cuda_states:
-                cuda_states = self._gather(cuda_states[0], dist_state, device)
+                cuda_states = _gather(cuda_states[0], run)
         return {
             "torch": torch_states,
             "cuda": cuda_states,
@@ -468,62 +510,37 @@ class Trainer:
             "numpy": np.random.get_state(),
         }
 
-    @staticmethod
-    def _gather(tensor: torch.Tensor, dist_state: ddp.DistState, device: torch.device) -> list[torch.Tensor]:
-        local = tensor.to(device)
-        gathered = [torch.empty_like(local) for _ in range(dist_state.world_size)]
-        dist.all_gather(gathered, local)
-        return [t.cpu() for t in gathered]
-
-    def _restore_rng(
-        self, rng: Mapping[str, Any], dist_state: ddp.DistState, device: torch.device, info: Mapping[str, Any]
-    ) -> None:
+    def _restore_rng(self, rng: Mapping[str, Any], run: _Run, step: int) -> None:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
-        states = rng["torch"]
-        if len(states) == dist_state.world_size:
-            torch.set_rng_state(states[dist_state.rank])
-            if device.type == "cuda" and len(rng["cuda"]) == dist_state.world_size:
-                torch.cuda.set_rng_state(rng["cuda"][dist_state.rank], device)
+        if len(rng["torch"]) == run.dist.world_size:
+            torch.set_rng_state(rng["torch"][run.dist.rank])
+            if run.device.type == "cuda" and len(rng["cuda"]) == run.dist.world_size:
+                torch.cuda.set_rng_state(rng["cuda"][run.dist.rank], run.device)
         else:  # resumed with another number of ranks: fresh, still reproducible, streams
-            torch.manual_seed(self.train_config.seed * 1_000_003 + dist_state.rank + 1 + info["step"])
+            torch.manual_seed(self.train_config.seed * 1_000_003 + run.dist.rank + 1 + step)
 
-    def _save_checkpoint(
-        self,
-        model: GANModel,
-        optimizers: Mapping[str, torch.optim.Optimizer],
-        scalers: Mapping[str, torch.amp.GradScaler],
-        stream: BatchStream,
-        images_seen: int,
-        dist_state: ddp.DistState,
-        device: torch.device,
-    ) -> Path:
-        rng = self._rng_state(dist_state, device)  # a collective under DDP: every rank takes part
+    def _save_checkpoint(self, run: _Run) -> Path:
+        rng = self._rng_state(run)
         path = self.run_dir / "checkpoints" / ckpt.step_dir_name(self.step)
-        if dist_state.is_main:
+        if run.dist.is_main:
             state = {
-                "optimizers": {role: opt.state_dict() for role, opt in optimizers.items()},
-                "scalers": {name: scaler.state_dict() for name, scaler in scalers.items()},
+                "optimizers": {role: opt.state_dict() for role, opt in run.optimizers.items()},
+                "scalers": {name: scaler.state_dict() for name, scaler in run.scalers.items()},
                 "rng": rng,
             }
             info = {
                 "step": self.step,
-                "epoch": stream.epoch,
-                "batch_in_epoch": stream.position,
-                "images_seen": images_seen,
-                "world_size": dist_state.world_size,
+                "epoch": run.stream.epoch,
+                "batch_in_epoch": run.stream.position,
+                "images_seen": run.images_seen,
+                "world_size": run.dist.world_size,
             }
             metadata = {"ganzoo_version": __version__, "plugin": self.plugin.name, "step": str(self.step)}
             path = ckpt.save_checkpoint(
-                path.parent,
-                self.step,
-                model.weights(),
-                state,
-                info,
-                metadata,
-                self.train_config.keep_checkpoints,
+                path.parent, self.step, run.model.weights(), state, info, metadata, self.train_config.keep_checkpoints
             )
-        if dist_state.enabled:
+        if run.dist.enabled:
             dist.barrier()
         return path
 
@@ -533,6 +550,13 @@ class Trainer:
         if logger is not None and isinstance(samples, torch.Tensor):
             logger.add_image("samples", image_grid(samples), self.step)
         return path
+
+
+def _gather(tensor: torch.Tensor, run: _Run) -> list[torch.Tensor]:
+    local = tensor.to(run.device)
+    gathered = [torch.empty_like(local) for _ in range(run.dist.world_size)]
+    dist.all_gather(gathered, local)
+    return [t.cpu() for t in gathered]
 
 
 __all__ = ["TrainResult", "Trainer", "split_overrides"]
