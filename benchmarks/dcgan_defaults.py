@@ -25,11 +25,13 @@ from ganzoo import Trainer
 from ganzoo.engine.logging import save_samples
 
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    # name: (model overrides, training overrides), relative to the shipped defaults
+    # name: (model overrides, training overrides), relative to the shipped defaults (lr 1.6e-3, bf16, EMA)
     "default": ({}, {}),
     "lr2e-4": ({"lr_g": 2e-4, "lr_d": 2e-4}, {}),
+    "lr4e-4": ({"lr_g": 4e-4, "lr_d": 4e-4}, {}),
     "lr8e-4": ({"lr_g": 8e-4, "lr_d": 8e-4}, {}),
-    "ttur": ({"lr_g": 1e-4, "lr_d": 4e-4}, {}),
+    "lr3.2e-3": ({"lr_g": 3.2e-3, "lr_d": 3.2e-3}, {}),
+    "ttur": ({"lr_g": 4e-4, "lr_d": 1.6e-3}, {}),
     "spectral": ({"d_norm": "spectral"}, {}),
     "hinge": ({"loss": "hinge"}, {}),
     "fp32": ({}, {"precision": "fp32"}),

@@ -276,7 +276,7 @@ def test_run_writes_metrics_samples_tensorboard_and_config(tmp_path):
         for key in ("loss/discriminator", "loss/generator", "images_per_s", "lr/generator", "lr/discriminator"):
             assert isinstance(line[key], float), key
         assert line["images_per_s"] > 0
-        assert line["lr/generator"] == pytest.approx(4e-4)
+        assert line["lr/generator"] == pytest.approx(1.6e-3)
 
     samples = sorted(p.name for p in (run_dir / "samples").iterdir())
     assert samples == ["step-000002.png", "step-000004.png"]

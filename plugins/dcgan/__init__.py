@@ -25,8 +25,8 @@ class DCGANConfig:
     d_width: int = option(64, "discriminator width: channels of its first layer (ndf)", min=1)
     d_norm: str = option("batch", "normalisation in D after the first layer", choices=("batch", "spectral", "none"))
     loss: str = option("non-saturating", "adversarial loss", choices=ADVERSARIAL_LOSSES)
-    lr_g: float = option(4e-4, "generator learning rate (Adam; the paper: 2e-4)", min=0)
-    lr_d: float = option(4e-4, "discriminator learning rate (Adam)", min=0)
+    lr_g: float = option(1.6e-3, "generator learning rate (Adam; the paper: 2e-4; see benchmarks/RESULTS.md)", min=0)
+    lr_d: float = option(1.6e-3, "discriminator learning rate (Adam)", min=0)
     betas: tuple[float, float] = option((0.5, 0.999), "Adam betas of both networks")
 
 
