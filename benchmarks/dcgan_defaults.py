@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default=None, help="append JSON lines here")
     parser.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
+    parser.add_argument("--section", default="dcgan defaults", help="the RESULTS.md section to write")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     net, accuracy = judge_mod.judge()
@@ -127,9 +128,9 @@ def write_results(args: argparse.Namespace, rows: list[dict], accuracy: float, f
         )
     command = (
         f"python benchmarks/dcgan_defaults.py --steps {args.steps} --every {args.every} "
-        f"--variants {args.variants} --write"
+        f"--variants {args.variants} --section '{args.section}' --write"
     )
-    write_section("dcgan defaults", command, "\n".join(lines))
+    write_section(args.section, command, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,6 @@ class GANPlugin:
     Config: ClassVar[type] = type(None)
     generator_roles: ClassVar[tuple[str, ...]] = ("generator",)
     """Networks that get an EMA copy and are used for sampling."""
-    discriminator_roles: ClassVar[tuple[str, ...]] = ("discriminator",)
     train_defaults: ClassVar[Mapping[str, Any]] = {}
     """Overrides of the engine's `TrainConfig` defaults that suit this architecture (steps, batch size, EMA)."""
 
