@@ -109,6 +109,10 @@ def main() -> None:
     )
     print(header)
     lines.append(header)
+    lines.append(
+        "The engine can beat the plain loop: it freezes the networks a step does not update, so its G step "
+        "computes no discriminator weight gradients, which the plain loop computes and discards."
+    )
     lines.append("")
     lines.append("| precision | hand loop | engine (EMA off) | ratio | engine (EMA on) | reuse-fake loop |")
     lines.append("|---|---|---|---|---|---|")
