@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-TITLE = "# ganzoo benchmark results\n\nEvery section names the command that produced it; a script's section is rewritten by it.\n"
+TITLE = (
+    "# ganzoo benchmark results\n\n"
+    "Every section names the command that produced it; a script's section is rewritten by it.\n"
+)
 
 
 def write_section(name: str, command: str, body: str) -> None:
