@@ -129,23 +129,24 @@ def toy_data(n: int = TOY_SAMPLES) -> TensorImageSource:
     return TensorImageSource("toy-data", read, info)
 
 
-def toy_train(**overrides: Any) -> dict[str, Any]:
-    """TrainConfig overrides for a quick, quiet CPU run of the toy plugin."""
-    settings: dict[str, Any] = {
+def _quiet_cpu_run(**settings: Any) -> dict[str, Any]:
+    """TrainConfig overrides for a short, quiet fp32 CPU run without samples or checkpoints on the way."""
+    base: dict[str, Any] = {
         "steps": 4,
-        "batch_size": 8,
         "device": "cpu",
         "precision": "fp32",
         "progress": False,
         "tensorboard": False,
-        "log_every": 1,
         "sample_every": 1000,
         "sample_grid": 4,
         "checkpoint_every": 1000,
-        "ema_decay": 0.0,
     }
-    settings.update(overrides)
-    return settings
+    return {**base, **settings}
+
+
+def toy_train(**overrides: Any) -> dict[str, Any]:
+    """TrainConfig overrides for a quick, quiet CPU run of the toy plugin."""
+    return _quiet_cpu_run(**{"batch_size": 8, "log_every": 1, "ema_decay": 0.0, **overrides})
 
 
 DCGAN_TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16}
@@ -153,17 +154,4 @@ DCGAN_TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16}
 
 def dcgan_train(**overrides: Any) -> dict[str, Any]:
     """TrainConfig overrides for a quick, quiet CPU run of a tiny DCGAN on mnist-4k."""
-    settings: dict[str, Any] = {
-        "steps": 4,
-        "batch_size": 16,
-        "device": "cpu",
-        "precision": "fp32",
-        "progress": False,
-        "tensorboard": False,
-        "log_every": 2,
-        "sample_every": 1000,
-        "sample_grid": 4,
-        "checkpoint_every": 1000,
-    }
-    settings.update(overrides)
-    return settings
+    return _quiet_cpu_run(**{"batch_size": 16, "log_every": 2, **overrides})
