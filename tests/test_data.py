@@ -367,3 +367,93 @@ def test_failed_download_error_is_one_line(monkeypatch):
     assert "could not download dataset 'mnist'" in message
     assert "Name or service not known" in message
     assert "\n" not in message
+
+
+# ------------------------------------------------------------------------------ selections after '?'
+
+
+def _image_set(images: torch.Tensor) -> set[bytes]:
+    return {image.numpy().tobytes() for image in images}
+
+
+def test_embedded_digits_split_into_3000_train_and_1000_test_disjoint_and_fixed():
+    train = resolve_data("mnist-4k?split=train").load()
+    test = resolve_data("mnist-4k?split=test").load()
+    assert (len(train), len(test)) == (3000, 1000)
+    assert train.labels.bincount().tolist() == [300] * 10
+    assert test.labels.bincount().tolist() == [100] * 10
+    assert not _image_set(train.images) & _image_set(test.images)
+    assert _image_set(train.images) | _image_set(test.images) == _image_set(resolve_data("mnist-4k").load().images)
+    assert torch.equal(resolve_data("mnist-4k?split=test").load().images, test.images)  # the same every time
+
+
+def test_class_selection_renumbers_labels_and_keeps_the_names():
+    source = resolve_data("mnist-4k?classes=5-9")
+    info = source.info()
+    assert info.num_classes == 5
+    assert info.extras["class_names"] == ["5", "6", "7", "8", "9"]
+    dataset = source.load()
+    assert len(dataset) == 2000
+    assert dataset.labels.bincount().tolist() == [400] * 5
+    everything = resolve_data("mnist-4k").load()
+    sevens = everything.images[everything.labels == 7]
+    assert torch.equal(dataset.images[dataset.labels == 2], sevens)  # class 2 of the selection is digit 7
+    odd = resolve_data("mnist-4k?classes=3,1").load()
+    assert torch.equal(odd.images[odd.labels == 0], everything.images[everything.labels == 3])  # order given
+
+
+def test_sample_count_is_a_seeded_subset():
+    first = resolve_data("mnist-4k?classes=5-9&n=100").load()
+    again = resolve_data("mnist-4k?classes=5-9&n=100").load()
+    other = resolve_data("mnist-4k?classes=5-9&n=100&seed=1").load()
+    assert len(first) == 100 and set(first.labels.tolist()) <= set(range(5))
+    assert torch.equal(first.images, again.images)
+    assert not torch.equal(first.images, other.images)
+    assert _image_set(first.images) <= _image_set(resolve_data("mnist-4k?classes=5-9").load().images)
+    combined = resolve_data("mnist-4k?split=train&classes=0-4&n=50").load()
+    assert _image_set(combined.images) <= _image_set(resolve_data("mnist-4k?split=train").load().images)
+
+
+def test_selection_works_on_folders(image_folder):
+    source = resolve_data(f"folder:{image_folder}?classes=1")
+    assert source.info().extras["class_names"] == ["dogs"]
+    dataset = source.load(resolution=16, channels=3)
+    assert len(dataset) == 2 and dataset.labels.tolist() == [0, 0]
+    assert len(resolve_data(f"folder:{image_folder}?n=3").load(resolution=8)) == 3
+
+
+def test_torchvision_test_split(_isolated_cache, monkeypatch):
+    monkeypatch.setenv("GANZOO_OFFLINE", "1")
+    images, _ = _mnist_fixture(_isolated_cache, "MNIST")
+    test = resolve_data("mnist?split=test").load()
+    assert torch.equal(test.images, torch.from_numpy(images[:3])[:, None])
+    assert len(resolve_data("mnist?split=train").load()) == 12
+
+
+@pytest.mark.parametrize(
+    ("spec", "needles"),
+    [
+        ("mnist-4k?colour=red", ["colour=red", "split=NAME", "classes=", "n=COUNT"]),
+        ("mnist-4k?n=", ["bad selection"]),
+        ("mnist-4k?n=0", ["n='0'", ">= 1"]),
+        ("mnist-4k?n=many", ["n='many'"]),
+        ("mnist-4k?n=5000", ["n=5000", "only 4000"]),
+        ("mnist-4k?split=validation", ["no split 'validation'", "train, test"]),
+        ("mnist-4k?classes=7-12", ["[10, 11, 12]", "0-9"]),
+        ("mnist-4k?classes=a-b", ["classes='a-b'", "5-9"]),
+        ("mnist-4k?seed=-1", ["seed", ">= 0"]),
+    ],
+)
+def test_bad_selections_are_usage_errors(spec, needles):
+    with pytest.raises(UsageError) as info:
+        resolve_data(spec).load()
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_class_selection_of_unlabelled_data_says_which_specs_have_labels(tmp_path):
+    Image.new("L", (8, 8), 3).save(tmp_path / "x.png")
+    with pytest.raises(UsageError, match="has no labels.*labelled specs: mnist-4k"):
+        resolve_data(f"folder:{tmp_path}?classes=0")
+    with pytest.raises(UsageError, match="has no splits"):
+        resolve_data(f"folder:{tmp_path}?split=test")

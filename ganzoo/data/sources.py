@@ -2,10 +2,12 @@
 
 Accepted specs: `mnist-4k` (embedded, the default), `folder:PATH`, and the torchvision sets `mnist`,
 `fashion-mnist`, `cifar10` (downloaded to the ganzoo cache on first use). `register_data` adds more.
+Any spec takes a selection after `?`: `mnist-4k?split=test`, `mnist-4k?classes=5-9&n=100&seed=1`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from importlib import resources
@@ -31,6 +33,10 @@ from ganzoo.plugin import DataInfo
 DEFAULT_DATA = "mnist-4k"
 
 
+SELECTION_KEYS = ("split", "classes", "n", "seed")
+_Reader = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
+
+
 class DataSource:
     """A resolved data spec: what the data is (`info`) and how to build a dataset for a model (`load`)."""
 
@@ -43,17 +49,39 @@ class DataSource:
         """A dataset prepared as the model asks (`resolution`, `channels` for images)."""
         raise NotImplementedError
 
+    def splits(self) -> tuple[str, ...]:
+        """The named splits this source offers for `?split=` (none by default)."""
+        return ()
+
+    def split(self, name: str) -> DataSource:
+        """The source restricted to one named split."""
+        raise UsageError(f"data spec {self.spec!r} has no splits")
+
 
 class TensorImageSource(DataSource):
-    """Images that fit in memory as one uint8 tensor, resized and converted on load."""
+    """Images that fit in memory as one uint8 tensor, resized and converted on load.
 
-    def __init__(self, spec: str, read: Callable[[], tuple[torch.Tensor, torch.Tensor | None]], info: DataInfo):
+    `splits` maps split names (e.g. train, test) to readers of that part; the plain spec reads `read`.
+    """
+
+    def __init__(self, spec: str, read: _Reader, info: DataInfo, splits: dict[str, _Reader] | None = None):
         self.spec = spec
         self._read = read
         self._info = info
+        self._splits = splits or {}
 
     def info(self) -> DataInfo:
         return self._info
+
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self._splits)
+
+    def split(self, name: str) -> DataSource:
+        if name not in self._splits:
+            accepted = ", ".join(self._splits) or "none"
+            raise UsageError(f"data spec {self.spec!r} has no split {name!r}; accepted: {accepted}")
+        info = dataclasses.replace(self._info, num_samples=None)
+        return TensorImageSource(f"{self.spec}?split={name}", self._splits[name], info)
 
     def load(self, resolution: int | None = None, channels: int | None = None, **_: Any) -> TensorImageDataset:
         images, labels = self._read()
@@ -94,10 +122,29 @@ class FolderSource(DataSource):
         return load_folder(self.root, resolution or self.default_resolution, channels or self._info.channels)
 
 
+EMBEDDED_TEST_PER_CLASS = 100  # mnist-4k?split=test: 1,000 held-out digits; split=train: the other 3,000
+
+
 def _embedded_digits() -> tuple[torch.Tensor, torch.Tensor]:
     with resources.files("ganzoo.data").joinpath("assets/mnist-4k.npz").open("rb") as handle:
         arrays = np.load(handle)
         return from_numpy_images(arrays["images"]), torch.from_numpy(arrays["labels"].astype(np.int64))
+
+
+def _embedded_digits_split(name: str) -> _Reader:
+    """A fixed, class-balanced split of the embedded digits: the same 100 test digits per class everywhere."""
+
+    def read() -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = _embedded_digits()
+        generator = torch.Generator().manual_seed(20261122)
+        test = torch.zeros(len(labels), dtype=torch.bool)
+        for digit in range(10):
+            members = torch.nonzero(labels == digit).flatten()
+            test[members[torch.randperm(len(members), generator=generator)[:EMBEDDED_TEST_PER_CLASS]]] = True
+        keep = test if name == "test" else ~test
+        return images[keep], labels[keep]
+
+    return read
 
 
 def cache_dir() -> Path:
@@ -121,14 +168,14 @@ _TORCHVISION = {
 }
 
 
-def _torchvision_reader(spec: str) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+def _torchvision_reader(spec: str, train: bool = True) -> _Reader:
     def read() -> tuple[torch.Tensor, torch.Tensor]:
         import torchvision
 
         cls = getattr(torchvision.datasets, _TORCHVISION[spec][0])
         root = cache_dir()
         try:
-            dataset = cls(str(root), train=True, download=False)
+            dataset = cls(str(root), train=train, download=False)
         except RuntimeError:
             if offline():
                 raise GanzooError(
@@ -136,7 +183,7 @@ def _torchvision_reader(spec: str) -> Callable[[], tuple[torch.Tensor, torch.Ten
                     "HF_HUB_OFFLINE); run once online or copy the torchvision files there"
                 ) from None
             try:
-                dataset = cls(str(root), train=True, download=True)
+                dataset = cls(str(root), train=train, download=True)
             except Exception as exc:  # urllib, http and archive errors all mean the same to the user
                 detail = " ".join(str(exc).split())  # torchvision reports one line per mirror
                 raise GanzooError(
@@ -155,12 +202,18 @@ _PREFIXED: dict[str, Callable[[str, str], DataSource]] = {
 }
 _NAMED: dict[str, Callable[[str], DataSource]] = {
     "mnist-4k": lambda spec: TensorImageSource(
-        spec, _embedded_digits, DataInfo("image", channels=1, resolution=28, num_classes=10, num_samples=4000)
+        spec,
+        _embedded_digits,
+        DataInfo("image", channels=1, resolution=28, num_classes=10, num_samples=4000),
+        splits={name: _embedded_digits_split(name) for name in ("train", "test")},
     ),
     **{
         name: (
             lambda spec, _c=c, _r=r, _k=k: TensorImageSource(
-                spec, _torchvision_reader(spec), DataInfo("image", channels=_c, resolution=_r, num_classes=_k)
+                spec,
+                _torchvision_reader(spec),
+                DataInfo("image", channels=_c, resolution=_r, num_classes=_k),
+                splits={"train": _torchvision_reader(spec), "test": _torchvision_reader(spec, train=False)},
             )
         )
         for name, (_, c, r, k) in _TORCHVISION.items()
@@ -177,9 +230,131 @@ def accepted_specs() -> str:
     return ", ".join([*sorted(_NAMED), *(f"{p}:PATH" for p in sorted(_PREFIXED))])
 
 
+class SelectedSource(DataSource):
+    """A labelled or unlabelled source narrowed to some classes and/or a seeded random subset of `n` samples.
+
+    Selected classes are renumbered 0..k-1 in the order given; their original names go to `class_names`.
+    """
+
+    def __init__(self, base: DataSource, spec: str, classes: list[int] | None, n: int | None, seed: int) -> None:
+        self.base = base
+        self.spec = spec
+        self.classes = classes
+        self.n = n
+        self.seed = seed
+        native = base.info()
+        if classes is not None:
+            if native.num_classes is None:
+                raise UsageError(f"'classes=' needs labelled data but {base.spec!r} has no labels {_LABELLED_HINT}")
+            bad = [c for c in classes if not 0 <= c < native.num_classes]
+            if bad:
+                raise UsageError(
+                    f"classes {bad} are not in {base.spec!r}, which has classes 0-{native.num_classes - 1}"
+                )
+        names = native.extras.get("class_names") or [str(c) for c in range(native.num_classes or 0)]
+        extras = dict(native.extras)
+        if classes is not None:
+            extras["class_names"] = [names[c] for c in classes]
+        self._info = dataclasses.replace(
+            native,
+            num_classes=len(classes) if classes is not None else native.num_classes,
+            num_samples=n,
+            extras=extras,
+        )
+
+    def info(self) -> DataInfo:
+        return self._info
+
+    def load(self, **options: Any) -> TensorImageDataset:
+        dataset = self.base.load(**options)
+        if not isinstance(dataset, TensorImageDataset):
+            raise UsageError(f"'classes=' and 'n=' are not supported for {self.base.spec!r}")
+        images, labels = dataset.images, dataset.labels
+        if self.classes is not None:
+            assert labels is not None  # checked against info() in __init__
+            remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+            remap[torch.tensor(self.classes)] = torch.arange(len(self.classes))
+            labels = remap[labels]
+            keep = labels >= 0
+            images, labels = images[keep], labels[keep]
+        if self.n is not None:
+            if self.n > len(images):
+                raise UsageError(f"n={self.n} but {self.spec!r} has only {len(images)} samples")
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[: self.n]
+            order = order.sort().values
+            images = images[order]
+            labels = labels[order] if labels is not None else None
+        return TensorImageDataset(images, labels)
+
+
+_LABELLED_HINT = "(labelled specs: mnist-4k, mnist, fashion-mnist, cifar10, folder:PATH with one subfolder per class)"
+
+
+def _parse_classes(text: str, spec: str) -> list[int]:
+    classes: list[int] = []
+    try:
+        for part in text.split(","):
+            low, dash, high = part.strip().partition("-")
+            span = range(int(low), int(high) + 1) if dash else [int(low)]
+            classes.extend(c for c in span if c not in classes)
+    except ValueError:
+        raise UsageError(
+            f"bad classes={text!r} in {spec!r}; accepted: class numbers and ranges, e.g. 5-9 or 0,2,4"
+        ) from None
+    if not classes:
+        raise UsageError(f"classes={text!r} in {spec!r} selects no class; e.g. 5-9 or 0,2,4")
+    return classes
+
+
+def _parse_selection(query: str, spec: str) -> dict[str, str]:
+    selection: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if key not in SELECTION_KEYS or not eq or not value:
+            raise UsageError(
+                f"bad selection {item!r} in data spec {spec!r}; accepted: "
+                "split=NAME, classes=5-9 (or 0,2,4), n=COUNT, seed=INT joined by '&'"
+            )
+        selection[key] = value
+    return selection
+
+
+def _positive_int(selection: dict[str, str], key: str, spec: str, minimum: int) -> int | None:
+    if key not in selection:
+        return None
+    try:
+        value = int(selection[key])
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise UsageError(f"{key}={selection[key]!r} in {spec!r} must be an integer >= {minimum}")
+    return value
+
+
 def resolve_data(spec: str | None = None) -> DataSource:
     """The data source for a spec string; an unknown spec is a UsageError listing the accepted ones."""
     spec = (spec or DEFAULT_DATA).strip()
+    base_spec, _, query = spec.partition("?")
+    source = _resolve_base(base_spec)
+    if not query:
+        return source
+    selection = _parse_selection(query, spec)
+    if "split" in selection:
+        if not source.splits():
+            raise UsageError(f"data spec {base_spec!r} has no splits; 'split=' is accepted by mnist-4k and {_TV_NAMES}")
+        source = source.split(selection["split"])
+    classes = _parse_classes(selection["classes"], spec) if "classes" in selection else None
+    n = _positive_int(selection, "n", spec, 1)
+    seed = _positive_int(selection, "seed", spec, 0) or 0
+    if classes is None and n is None:
+        return source
+    return SelectedSource(source, spec, classes, n, seed)
+
+
+_TV_NAMES = ", ".join(_TORCHVISION)
+
+
+def _resolve_base(spec: str) -> DataSource:
     kind, sep, rest = spec.partition(":")
     if sep and kind in _PREFIXED:
         if not rest:
