@@ -29,15 +29,18 @@ _EXPORTS = {
     "create_model": "ganzoo.model",
     "load_pretrained": "ganzoo.model",
     "losses": "ganzoo.losses",
+    "metrics": "ganzoo.metrics",
+    "evaluate": "ganzoo.metrics.evaluation",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from ganzoo import losses
+    from ganzoo import losses, metrics
     from ganzoo.engine.config import TrainConfig
     from ganzoo.engine.trainer import Trainer
     from ganzoo.errors import GanzooError, UsageError
+    from ganzoo.metrics.evaluation import evaluate
     from ganzoo.model import GANModel, create_model, load_pretrained
     from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep, option
     from ganzoo.registry import get_plugin, list_models, register, unregister

@@ -130,6 +130,7 @@ def info(name: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory")
 @click.option("--resume", is_flag=True, help="continue the run in --out (or the newest run of NAME)")
 @click.option("--seed", type=int, default=None)
+@click.option("--eval-every", type=click.IntRange(min=1), default=None, help="evaluate every N iterations (FID)")
 def train(
     name: str,
     data: str | None,
@@ -143,8 +144,14 @@ def train(
     out: str | None,
     resume: bool,
     seed: int | None,
+    eval_every: int | None,
 ) -> None:
-    """Train the plugin NAME (see `ganzoo list`)."""
+    """Train the plugin NAME (see `ganzoo list`).
+
+    With --eval-every N the EMA generator is scored every N iterations (`eval_metrics`, `eval_features`,
+    `eval_n`, `eval_data` via --set); the scores go to metrics.jsonl and eval.json, the best weights to
+    checkpoints/best.
+    """
     from ganzoo.config import load_config_file, parse_set_options
     from ganzoo.registry import get_plugin
 
@@ -160,6 +167,7 @@ def train(
         "precision": precision,
         "device": device,
         "seed": seed,
+        "eval_every": eval_every,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if epochs is not None:
@@ -201,6 +209,59 @@ def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool) 
     samples = model.sample(n, seed=seed, use_ema=not no_ema)
     path = save_samples(samples, Path(out))
     click.echo(f"samples: {path}")
+
+
+@cli.command("eval")
+@click.argument("source")
+@click.option("--data", default=None, help="real data to compare with (default: the model's training data)")
+@click.option("--metrics", default="fid,kid,pr", show_default=True, help="fid, kid, pr, is, accuracy")
+@click.option("--features", default="digits", show_default=True, help="digits, inception or timm:<model>")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="local weights of the extractor")
+@click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True, help="generated samples")
+@click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-ema", is_flag=True, help="evaluate the raw generator instead of its EMA")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="also write the results here")
+def eval_command(
+    source: str,
+    data: str | None,
+    metrics: str,
+    features: str,
+    weights: str | None,
+    n: int,
+    batch_size: int,
+    seed: int,
+    device: str,
+    no_ema: bool,
+    json_out: str | None,
+) -> None:
+    """Score a trained model (SOURCE: a run or checkpoint directory) against real data.
+
+    Conditional models also get `accuracy` when the extractor is a classifier. The results are recorded in
+    the run's eval.json.
+    """
+    import json
+
+    from ganzoo.engine.precision import resolve_device
+    from ganzoo.metrics.evaluation import evaluate, parse_metrics, record_evaluation
+    from ganzoo.model import load_pretrained
+
+    names = list(parse_metrics(metrics))
+    model = load_pretrained(source, device=resolve_device(device))
+    if model.plugin.conditional and "accuracy" not in names and features == "digits":
+        names.append("accuracy")
+    result = evaluate(model, data, names, features, n, batch_size, seed, weights, use_ema=not no_ema, progress=True)
+    rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in result.items()]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {value}")
+    run_dir = Path(model.info["checkpoint"]).parent.parent
+    if (run_dir / "config.json").is_file():
+        record_evaluation(run_dir, result, step=model.info.get("step"), checkpoint=model.info["checkpoint"])
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"json: {json_out}")
 
 
 def main() -> None:

@@ -122,6 +122,8 @@ class GANPlugin:
     """Networks that get an EMA copy and are used for sampling."""
     train_defaults: ClassVar[Mapping[str, Any]] = {}
     """Overrides of the engine's `TrainConfig` defaults that suit this architecture (steps, batch size, EMA)."""
+    conditional: ClassVar[bool] = False
+    """True when `sample` takes class labels (a LongTensor of n labels in 0..num_classes-1) as `condition`."""
 
     def default_config(self) -> Any:
         return self.Config()

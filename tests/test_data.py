@@ -453,7 +453,7 @@ def test_bad_selections_are_usage_errors(spec, needles):
 
 def test_class_selection_of_unlabelled_data_says_which_specs_have_labels(tmp_path):
     Image.new("L", (8, 8), 3).save(tmp_path / "x.png")
-    with pytest.raises(UsageError, match="has no labels.*labelled specs: mnist-4k"):
+    with pytest.raises(UsageError, match=r"has no labels.*labelled specs: mnist-4k"):
         resolve_data(f"folder:{tmp_path}?classes=0")
     with pytest.raises(UsageError, match="has no splits"):
         resolve_data(f"folder:{tmp_path}?split=test")

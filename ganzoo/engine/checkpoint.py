@@ -145,6 +145,31 @@ def save_checkpoint(
     return final
 
 
+def save_weights_dir(
+    final: Path, weights: Mapping[str, torch.Tensor], info: Mapping[str, Any], metadata: Mapping[str, str]
+) -> Path:
+    """Write a weights-only checkpoint (model.safetensors + trainer.json, e.g. `checkpoints/best`) atomically."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, dict(metadata))
+        (tmp / TRAINER_FILE).write_text(json.dumps(dict(info), indent=2), encoding="utf-8")
+        for name in (MODEL_FILE, TRAINER_FILE):
+            _fsync_file(tmp / name)
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """The complete checkpoints under `directory`, oldest first."""
     if not directory.is_dir():

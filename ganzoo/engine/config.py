@@ -33,5 +33,12 @@ class TrainConfig:
     sample_grid: int = option(64, "images in each sample grid", min=1)
     checkpoint_every: int = option(1000, "iterations between checkpoints (and one at the end)", min=1)
     keep_checkpoints: int = option(3, "how many of the newest checkpoints to keep", min=1)
+    eval_every: int | None = option(
+        None, "iterations between evaluations (metrics.jsonl, TensorBoard, checkpoints/best); None: off", min=1
+    )
+    eval_metrics: str = option("fid", "metrics to evaluate, comma-separated; the first one picks the best checkpoint")
+    eval_features: str = option("digits", "feature extractor of the evaluations: digits, inception, timm:<model>")
+    eval_n: int = option(2000, "generated samples per evaluation", min=2)
+    eval_data: str | None = option(None, "real data to compare with (default: the training data)")
     progress: bool = option(True, "show a progress bar")
     tensorboard: bool = option(True, "write TensorBoard events when the tensorboard extra is installed")

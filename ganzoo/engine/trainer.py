@@ -38,6 +38,7 @@ from ganzoo.plugin import GANPlugin, OptimizerSpec, StepContext, UpdateStep
 from ganzoo.registry import get_plugin
 
 Callback = Callable[["Trainer", int], None]
+BEST = "best"  # checkpoints/best: the weights of the best evaluation
 
 
 def split_overrides(plugin: GANPlugin, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -178,6 +179,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.step = 0
         self.model: GANModel | None = None
+        self.best: dict[str, Any] | None = None
+        """The best evaluation so far ({step, metric, value}) when `eval_every` is set."""
+        self._extractor: Any = None
 
     def _make_train_config(self, saved: Mapping[str, Any]) -> TrainConfig:
         base = replace_config(TrainConfig(), dict(self.plugin.train_defaults), what="training")
@@ -310,6 +314,12 @@ class Trainer:
         if missing:
             raise PluginError(f"plugin {self.plugin.name} gives no optimizer for {', '.join(missing)}")
         precision = resolve_precision(tc.precision, device)
+        if tc.eval_every is not None and dist.is_main:  # fail before training, not at the first evaluation
+            from ganzoo.metrics.evaluation import parse_metrics
+            from ganzoo.metrics.features import get_features
+
+            parse_metrics(tc.eval_metrics)
+            self._extractor = get_features(tc.eval_features, device)
         stream = BatchStream(
             dataset,
             tc.batch_size,
@@ -355,6 +365,9 @@ class Trainer:
                 scaler.load_state_dict(state["scalers"][name])
         self._restore_rng(state["rng"], run, info["step"])
         self.step = info["step"]
+        best = self.run_dir / "checkpoints" / BEST
+        if (best / ckpt.TRAINER_FILE).is_file():
+            self.best = json.loads((best / ckpt.TRAINER_FILE).read_text(encoding="utf-8"))
         run.images_seen = info["images_seen"]
         run.stream.seek(info["epoch"], info["batch_in_epoch"])
 
@@ -378,6 +391,7 @@ class Trainer:
                 last = self.step == run.total_steps
                 due_log = self.step % tc.log_every == 0 or last
                 due_checkpoint = self.step % tc.checkpoint_every == 0 or last
+                due_eval = tc.eval_every is not None and (self.step % tc.eval_every == 0 or last)
                 if self.step % check_every == 0 or due_log or due_checkpoint:
                     self._check_finite(pending, last_checkpoint, run.dist)
                     pending.clear()
@@ -387,6 +401,8 @@ class Trainer:
                     logger.advance()
                 if run.dist.is_main and (self.step % tc.sample_every == 0 or last):
                     sample_path = self._write_samples(run.model, logger)
+                if due_eval:
+                    self._evaluate(run, logger)
                 if due_checkpoint:
                     last_checkpoint = self._save_checkpoint(run)
                 for callback in self.callbacks:
@@ -460,6 +476,33 @@ class Trainer:
             logger.log(self.step, values)
             logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
         window.reset()
+
+    def _evaluate(self, run: _Run, logger: RunLogger | None) -> None:
+        """Score the EMA generator (rank 0), log the metrics, and keep `checkpoints/best` for the first one."""
+        from ganzoo.metrics.evaluation import evaluate, primary_value, record_evaluation
+
+        tc = self.train_config
+        if run.dist.is_main:
+            result = evaluate(
+                run.model,
+                data=tc.eval_data or run.data_spec,
+                metrics=tc.eval_metrics,
+                features=self._extractor,
+                n=tc.eval_n,
+                seed=tc.seed,
+            )
+            values = {f"eval/{k}": v for k, v in result.items() if isinstance(v, float) and k != "seconds"}
+            if logger is not None:
+                logger.log(self.step, values)
+                logger.write(f"step {self.step}: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in values.items()))
+            record_evaluation(self.run_dir, result, step=self.step, checkpoint=None)
+            name, value, lower = primary_value(tc.eval_metrics, result)
+            if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
+                self.best = {"step": self.step, "metric": name, "value": value}
+                metadata = {"ganzoo_version": __version__, "plugin": self.plugin.name, "step": str(self.step)}
+                ckpt.save_weights_dir(self.run_dir / "checkpoints" / BEST, run.model.weights(), self.best, metadata)
+        if run.dist.enabled:
+            dist.barrier()
 
     def _check_finite(
         self, pending: list[tuple[int, str, torch.Tensor]], last_checkpoint: Path | None, dist: ddp.DistState

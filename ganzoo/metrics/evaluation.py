@@ -1,0 +1,170 @@
+"""Score a generator: draw samples, extract features, compare them with real data's cached reference features.
+
+`evaluate(model, data, metrics, features)` is what `ganzoo eval` and `ganzoo train --eval-every` call.
+Metric names: `fid`, `kid` (kid_mean, kid_std), `pr` (precision, recall), `is` (is_mean, is_std, needs a
+classifier extractor) and `accuracy` (conditional models: the fraction of samples the extractor's classifier
+labels as the class they were drawn for).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganzoo.errors import UsageError
+from ganzoo.metrics import stats
+from ganzoo.metrics.features import FeatureExtractor, get_features
+from ganzoo.metrics.reference import extract_all, reference_features
+from ganzoo.model import GANModel
+
+METRICS = ("fid", "kid", "pr", "is", "accuracy")
+DEFAULT_METRICS = ("fid", "kid", "pr")
+
+
+def parse_metrics(text: str | Sequence[str]) -> tuple[str, ...]:
+    names = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise UsageError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; accepted: {', '.join(METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def class_targets(model: GANModel, extractor: FeatureExtractor) -> torch.Tensor:
+    """For each model class, the extractor's class index (model classes named by digits map by name)."""
+    info = model.data_info
+    if info.num_classes is None:
+        raise UsageError("the accuracy metric needs a conditional model trained on labelled data")
+    names = info.extras.get("class_names") or [str(i) for i in range(info.num_classes)]
+    if extractor.num_classes is None:
+        raise UsageError(f"the accuracy metric needs a classifier extractor; {extractor.name} has no classes")
+    try:
+        targets = [int(name) for name in names]
+    except ValueError:
+        targets = list(range(info.num_classes))
+    if max(targets) >= extractor.num_classes:
+        raise UsageError(
+            f"the model's classes {names} do not map onto the {extractor.num_classes} classes of {extractor.name}"
+        )
+    return torch.tensor(targets)
+
+
+def generate(
+    model: GANModel, n: int, batch_size: int = 250, seed: int = 0, use_ema: bool = True
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """n images in batches (labels cycling over the classes for conditional models), each batch seeded."""
+    conditional = model.plugin.conditional
+    num_classes = model.data_info.num_classes or 0
+    if conditional and not num_classes:
+        raise UsageError(f"{model.plugin.name} is conditional but its data info records no classes")
+    labels = torch.arange(n) % num_classes if conditional else None
+    batches = []
+    for index, start in enumerate(range(0, n, batch_size)):
+        count = min(batch_size, n - start)
+        condition = labels[start : start + count].to(model.device) if labels is not None else None
+        images = model.sample(count, seed=seed + index, condition=condition, use_ema=use_ema)
+        if not isinstance(images, torch.Tensor):
+            raise UsageError(
+                f"image metrics need an image model; {model.plugin.name} generates {model.plugin.modality}"
+            )
+        batches.append(images)
+    return batches, labels
+
+
+def evaluate(
+    model: GANModel,
+    data: str | None = None,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    features: str | FeatureExtractor = "digits",
+    n: int = 10000,
+    batch_size: int = 250,
+    seed: int = 0,
+    weights: str | None = None,
+    use_ema: bool = True,
+    cache: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of `model`'s samples against the real images of `data` (default: the model's training data).
+
+    Returns the metric values, plus `n`, `reference_n`, `features`, `data` and `seconds`.
+    """
+    names = parse_metrics(metrics)
+    if n < 2:
+        raise UsageError(f"--n must be at least 2 samples, got {n}")
+    started = time.perf_counter()
+    data = data or model.info.get("data")
+    if not data:
+        raise UsageError("no data to compare with: pass --data SPEC (the model does not record its training data)")
+    extractor = features if isinstance(features, FeatureExtractor) else get_features(features, model.device, weights)
+    if "is" in names and extractor.num_classes is None:
+        raise UsageError(f"the Inception Score needs a classifier extractor; {extractor.name} gives no logits")
+    targets = class_targets(model, extractor) if "accuracy" in names else None
+    if "accuracy" in names and not model.plugin.conditional:
+        raise UsageError(f"the accuracy metric is for conditional models; {model.plugin.name} is unconditional")
+    options = model.plugin.data_options(model.config)
+    real = reference_features(
+        data, extractor, options.get("resolution"), options.get("channels"), cache=cache, progress=progress
+    )
+    batches, labels = generate(model, n, batch_size, seed, use_ema)
+    fake, logits = extract_all(extractor, torch.cat(batches), batch_size, progress, "features of samples")
+    result: dict[str, Any] = {}
+    if "fid" in names:
+        result["fid"] = stats.frechet_distance_of(fake, real)
+    if "kid" in names:
+        result["kid_mean"], result["kid_std"] = stats.kernel_distance(fake, real, seed=seed)
+    if "pr" in names:
+        result["precision"], result["recall"] = stats.precision_recall(fake, real)
+    if "is" in names:
+        assert logits is not None
+        result["is_mean"], result["is_std"] = stats.inception_score(logits)
+    if targets is not None:
+        assert logits is not None and labels is not None
+        predicted = logits.argmax(dim=1)
+        result["accuracy"] = float((predicted == targets[labels]).double().mean())
+    result.update(
+        n=n,
+        reference_n=len(real),
+        features=extractor.name,
+        data=data,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return result
+
+
+# The value that ranks checkpoints for each metric name, and whether lower is better.
+PRIMARY = {
+    "fid": ("fid", True),
+    "kid": ("kid_mean", True),
+    "pr": ("recall", False),
+    "is": ("is_mean", False),
+    "accuracy": ("accuracy", False),
+}
+
+
+def primary_value(metrics: str | Sequence[str], result: Mapping[str, Any]) -> tuple[str, float, bool]:
+    """(name, value, lower_is_better) of the first requested metric in `result`."""
+    key, lower = PRIMARY[parse_metrics(metrics)[0]]
+    return key, float(result[key]), lower
+
+
+EVAL_FILE = "eval.json"
+
+
+def record_evaluation(run_dir: Path, result: Mapping[str, Any], step: int | None, checkpoint: str | None) -> Path:
+    """Append one evaluation to `RUN/eval.json` (written atomically); returns its path."""
+    from ganzoo.engine.checkpoint import write_text_atomic
+
+    path = Path(run_dir) / EVAL_FILE
+    records: list[Any] = []
+    if path.is_file():
+        try:
+            records = json.loads(path.read_text(encoding="utf-8")).get("evaluations", [])
+        except (OSError, ValueError, AttributeError):
+            records = []  # an unreadable record is replaced, the run itself is untouched
+    records.append({"step": step, "checkpoint": checkpoint, **result})
+    write_text_atomic(path, json.dumps({"evaluations": records}, indent=2) + "\n")
+    return path
