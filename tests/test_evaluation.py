@@ -81,7 +81,9 @@ def test_real_digits_score_near_the_floor_and_noise_far_above():
     assert real["kid_mean"] < 0.05 * noise["kid_mean"]
     assert real["precision"] > 0.8 and real["recall"] > 0.8
     assert noise["precision"] < 0.1
-    assert real["is_mean"] > 8.0  # ten confidently recognised, balanced classes
+    # ten balanced classes, recognised (the classifier was trained with label smoothing 0.1, so p(y|x) stays
+    # soft and IS stays well below 10); noise lands in few classes
+    assert real["is_mean"] > 5.0 and real["is_mean"] > 2 * noise["is_mean"]
     assert (real["n"], real["reference_n"], real["features"], real["data"]) == (1000, 1000, "digits", HELD_OUT)
 
 
