@@ -1,0 +1,136 @@
+"""Sample quality of every image plugin on the embedded digits, with the `digits` features: FID, KID, PR.
+
+Each plugin trains on `mnist-4k?split=train` (3,000 digits) for a fixed budget with several seeds; its EMA
+generator then draws `--n` samples that are scored against the 1,000 held-out digits of `mnist-4k?split=test`.
+Next to the medians stand the floor (the 3,000 real training digits scored the same way) and the ceiling (each
+plugin's untrained generator). Writes the "quality" section of benchmarks/RESULTS.md with --write.
+
+    python benchmarks/quality.py [--plugins dcgan] [--steps 2000] [--seeds 0,1,2] [--n 5000] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import ganzoo
+from ganzoo.data import resolve_data
+from ganzoo.metrics import stats
+from ganzoo.metrics.evaluation import evaluate
+from ganzoo.metrics.features import get_features
+from ganzoo.metrics.reference import reference_features
+
+TRAIN = "mnist-4k?split=train"
+HELD_OUT = "mnist-4k?split=test"
+METRICS = ("fid", "kid_mean", "precision", "recall")
+
+
+def image_plugins() -> list[str]:
+    return [name for name in ganzoo.list_models() if ganzoo.get_plugin(name).modality == "image"]
+
+
+def floor(extractor) -> dict[str, float]:
+    """Real training digits scored against the held-out ones, exactly as generated samples are."""
+    real = reference_features(TRAIN, extractor, 28, 1)
+    held_out = reference_features(HELD_OUT, extractor, 28, 1)
+    kid, _ = stats.kernel_distance(real, held_out)
+    precision, recall = stats.precision_recall(real, held_out)
+    return {"fid": stats.frechet_distance_of(real, held_out), "kid_mean": kid, "precision": precision, "recall": recall}
+
+
+def train_and_score(plugin: str, steps: int, seed: int, n: int, extractor, precision: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        train = {
+            "steps": steps,
+            "seed": seed,
+            "precision": precision,
+            "progress": False,
+            "tensorboard": False,
+            "checkpoint_every": steps,
+            "sample_every": steps,
+        }
+        start = time.perf_counter()
+        result = ganzoo.Trainer(plugin, train=train, data=TRAIN, out=Path(tmp) / plugin).fit()
+        seconds = time.perf_counter() - start
+        batch = ganzoo.Trainer(plugin, train=train).train_config.batch_size
+        scores = evaluate(result.model, HELD_OUT, "fid,kid,pr", extractor, n=n, seed=seed)
+    return {"plugin": plugin, "seed": seed, "train_s": round(seconds, 1), "batch": batch, **scores}
+
+
+def ceiling(plugin: str, n: int, extractor) -> dict:
+    model = ganzoo.create_model(plugin, data_info=resolve_data(TRAIN).info())
+    return evaluate(model, HELD_OUT, "fid,kid,pr", extractor, n=n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugins", default=None, help="comma-separated (default: every installed image plugin)")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--n", type=int, default=5000, help="generated samples per score")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    plugins = args.plugins.split(",") if args.plugins else image_plugins()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extractor = get_features("digits")
+    base = floor(extractor)
+    print(json.dumps({"floor": base}), flush=True)
+    rows, ceilings = [], {}
+    for plugin in plugins:
+        ceilings[plugin] = ceiling(plugin, args.n, extractor)
+        print(json.dumps({"ceiling": plugin, **ceilings[plugin]}), flush=True)
+        for seed in seeds:
+            rows.append(train_and_score(plugin, args.steps, seed, args.n, extractor, args.precision))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.write:
+        write_results(args, plugins, rows, base, ceilings)
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(row[key] for row in rows)
+
+
+def write_results(args: argparse.Namespace, plugins: list[str], rows: list[dict], base: dict, ceilings: dict) -> None:
+    from results import write_section
+
+    lines = [
+        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}. Budget: "
+        f"{args.steps} iterations at each plugin's default batch size, precision `{args.precision}` (bf16 autocast on "
+        f"this CPU), trained on `{TRAIN}` (3,000 digits); {args.n} samples of the EMA generator scored against the "
+        f"1,000 held-out digits of `{HELD_OUT}` with the `digits` features (128-d, the shipped classifier). "
+        f"Medians over seeds {args.seeds}; per-seed values in brackets. KID x 1e3. Published anchors (Inception "
+        "features, full MNIST, so not comparable in scale): Lucic et al. 2018 best MNIST FID 6.7 (WGAN), 6.8 (NS-GAN).",
+        "",
+        "| model | FID | KID x1e3 | precision | recall | train wall time (s) |",
+        "|---|---|---|---|---|---|",
+        f"| floor: real training digits | {base['fid']:.3f} | {1e3 * base['kid_mean']:.2f} | {base['precision']:.3f} | "
+        f"{base['recall']:.3f} | |",
+    ]
+    for plugin in plugins:
+        mine = [row for row in rows if row["plugin"] == plugin]
+        per_seed = ", ".join(f"{row['fid']:.2f}" for row in mine)
+        lines.append(
+            f"| {plugin}, {args.steps} it, batch {mine[0]['batch']} | {_median(mine, 'fid'):.3f} ({per_seed}) | "
+            f"{1e3 * _median(mine, 'kid_mean'):.2f} | {_median(mine, 'precision'):.3f} | "
+            f"{_median(mine, 'recall'):.3f} | {_median(mine, 'train_s'):.0f} |"
+        )
+        top = ceilings[plugin]
+        lines.append(
+            f"| ceiling: untrained {plugin} | {top['fid']:.3f} | {1e3 * top['kid_mean']:.2f} | "
+            f"{top['precision']:.3f} | {top['recall']:.3f} | |"
+        )
+    command = f"python benchmarks/quality.py --plugins {','.join(plugins)} --steps {args.steps} --seeds {args.seeds} "
+    command += f"--n {args.n} --write"
+    write_section("quality (digits features)", command, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
