@@ -1,7 +1,10 @@
 """The image plugins on the embedded digits at a fixed budget: wall time, a committed sample grid, cgan's
 conditional accuracy, and bf16-vs-fp32 training speed (images/s) of each plugin.
 
-    python benchmarks/image_plugins.py [--plugins dcgan,wgan-gp,cgan] [--steps 2000] [--speed-rounds 3] [--write]
+    python benchmarks/image_plugins.py [--plugins dcgan,wgan-gp,cgan] [--steps 2000,wgan-gp=600] [--write]
+
+`--steps` is one count for every plugin, optionally followed by per-plugin counts (`plugin=N`): an iteration of
+wgan-gp trains the critic on 5 batches, so it gets fewer iterations for a comparable wall time.
 
 Conditional accuracy: the shipped `digits` classifier labels 1,000 generated digits per class; accuracy is the
 fraction that matches the requested class. Speed: short runs of each precision alternate in one process
@@ -64,16 +67,26 @@ def images_per_second(plugin: str, precision: str, iterations: int) -> float:
     return statistics.mean(line["images_per_s"] for line in lines[1:])  # the first window holds the warm-up
 
 
+def parse_steps(text: str, plugins: list[str]) -> dict[str, int]:
+    default, *specific = text.split(",")
+    steps = dict.fromkeys(plugins, int(default))
+    for item in specific:
+        name, _, count = item.partition("=")
+        steps[name] = int(count)
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plugins", default="dcgan,wgan-gp,cgan")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", default="2000", help="N, or N,plugin=M,... (per-plugin iterations)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speed-iterations", type=int, default=60)
     parser.add_argument("--speed-rounds", type=int, default=3)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     plugins = args.plugins.split(",")
+    steps = parse_steps(args.steps, plugins)
     speed: dict[str, dict[str, list[float]]] = {p: {"fp32": [], "bf16": []} for p in plugins}
     for _ in range(args.speed_rounds):
         for plugin in plugins:
@@ -82,7 +95,7 @@ def main() -> None:
     print(json.dumps({"speed": speed}), flush=True)
     rows = []
     for plugin in plugins:
-        rows.append(train_for_quality(plugin, args.steps, args.seed))
+        rows.append(train_for_quality(plugin, steps[plugin], args.seed))
         print(json.dumps(rows[-1]), flush=True)
     if args.write:
         write_results(args, rows, speed)

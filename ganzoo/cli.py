@@ -197,8 +197,12 @@ def train(
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-ema", is_flag=True, help="sample the raw generator instead of its EMA")
-def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool) -> None:
-    """Draw samples from a trained model (SOURCE: a run directory or a checkpoint directory)."""
+@click.option("--label", type=int, default=None, help="conditional models: draw this class only")
+def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool, label: int | None) -> None:
+    """Draw samples from a trained model (SOURCE: a run directory or a checkpoint directory).
+
+    A conditional model draws --label's class, or without --label one row per class (n // classes each).
+    """
     from ganzoo.engine.logging import save_samples
     from ganzoo.engine.precision import resolve_device
     from ganzoo.model import load_pretrained
@@ -206,8 +210,8 @@ def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool) 
     if Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
         raise UsageError(f"--out {out}: accepted file types are {', '.join(IMAGE_SUFFIXES)} (images) and .txt (text)")
     model = load_pretrained(source, device=resolve_device(device))
-    samples = model.sample(n, seed=seed, use_ema=not no_ema)
-    path = save_samples(samples, Path(out))
+    samples, per_row = model.sample_grid(n, seed=seed, label=label, use_ema=not no_ema)
+    path = save_samples(samples, Path(out), per_row)
     click.echo(f"samples: {path}")
 
 

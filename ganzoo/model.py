@@ -18,7 +18,7 @@ from torch import nn
 from ganzoo import __version__
 from ganzoo.config import config_to_dict, replace_config, validate_config
 from ganzoo.engine.checkpoint import find_checkpoint, load_weights, split_roles
-from ganzoo.errors import GanzooError, PluginError
+from ganzoo.errors import GanzooError, PluginError, UsageError
 from ganzoo.plugin import DataInfo, GANPlugin
 from ganzoo.registry import get_plugin
 
@@ -70,6 +70,28 @@ class GANModel:
             for role, net in nets.items():
                 net.train(modes[role])
         return out.float().cpu() if isinstance(out, torch.Tensor) else out
+
+    def sample_grid(
+        self, n: int, seed: int | None = None, label: int | None = None, use_ema: bool = True
+    ) -> tuple[torch.Tensor | list[str], int | None]:
+        """Samples for a grid and its images per row: for a conditional model, `label`'s class only, or (no
+        label) one row per class with n // classes images each; otherwise n samples, rows left to the grid."""
+        classes = self.data_info.num_classes or 0
+        if not self.plugin.conditional:
+            if label is not None:
+                raise UsageError(f"{self.plugin.name} is not a conditional model; it takes no label")
+            return self.sample(n, seed=seed, use_ema=use_ema), None
+        if label is not None:
+            if not 0 <= label < classes:
+                names = [str(name) for name in self.data_info.extras.get("class_names") or []]
+                renamed = names and names != [str(i) for i in range(classes)]
+                named = f" ({', '.join(f'{i}: {name}' for i, name in enumerate(names))})" if renamed else ""
+                raise UsageError(f"label {label} is not one of the model's classes 0-{classes - 1}{named}")
+            labels = torch.full((n,), label, dtype=torch.long)
+            return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema), None
+        per_class = max(1, n // classes)
+        labels = torch.arange(classes).repeat_interleave(per_class)
+        return self.sample(len(labels), seed=seed, condition=labels.to(self.device), use_ema=use_ema), per_class
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Every tensor of every network keyed `role.name`, EMA copies as `role_ema.name`."""

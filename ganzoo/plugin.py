@@ -104,6 +104,9 @@ class StepContext:
     config: Any
     data_info: DataInfo
     batch_size: int
+    scaler: Any = None
+    """The GradScaler of the update being computed (active under fp16 only): penalties that differentiate
+    through the discriminator's input (`ganzoo.losses.gradient_penalty`, `r1_penalty`) take it."""
 
 
 class GANPlugin:

@@ -232,3 +232,17 @@ def test_eval_settings_are_checked_before_training(tmp_path):
     with pytest.raises(UsageError, match="unknown metric"):
         Trainer("dcgan", DCGAN_TINY, dcgan_train(eval_every=2, eval_metrics="fdi"), out=tmp_path / "r").fit()
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_resume_keeps_the_best_and_drops_evaluations_past_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    first = dcgan_train(steps=2, eval_every=2, eval_n=32, eval_data=HELD_OUT, checkpoint_every=2)
+    Trainer("dcgan", DCGAN_TINY, first, out=out).fit()
+    records = evaluation.read_evaluations(out)
+    # as if the run had gone on, evaluated step 3 and died before its next checkpoint
+    evaluation.record_evaluation(out, {**records[0], "fid": 1e-9}, step=3, checkpoint=None)
+    trainer = Trainer("dcgan", train={"steps": 4}, out=out, resume=True)
+    assert trainer.best is None
+    trainer.fit()
+    assert [r["step"] for r in evaluation.read_evaluations(out)] == [2, 4]
+    assert trainer.best["step"] in (2, 4) and trainer.best["value"] > 1e-9

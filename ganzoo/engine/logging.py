@@ -72,24 +72,24 @@ class RunLogger:
             self._writer.close()
 
 
-def image_grid(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] tiled into one (C, H, W) grid in [0, 1], as square as possible."""
+def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
+    """Images in [-1, 1] tiled into one (C, H, W) grid in [0, 1]: `nrow` per row, else as square as possible."""
     from torchvision.utils import make_grid
 
-    nrow = max(1, math.ceil(math.sqrt(len(images))))
+    nrow = nrow or max(1, math.ceil(math.sqrt(len(images))))
     return make_grid(images.float().clamp(-1, 1).add(1).div(2), nrow=nrow, padding=2, pad_value=1.0)
 
 
-def save_samples(samples: torch.Tensor | list[str], path: Path) -> Path:
-    """Write images as a grid (PNG unless `path` ends in .jpg, .jpeg or .webp), or text samples one per line
-    (.txt)."""
+def save_samples(samples: torch.Tensor | list[str], path: Path, nrow: int | None = None) -> Path:
+    """Write images as a grid (PNG unless `path` ends in .jpg, .jpeg or .webp; `nrow` images per row), or text
+    samples one per line (.txt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(samples, torch.Tensor):
         from torchvision.utils import save_image
 
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
             path = path.with_name(path.name + ".png")
-        save_image(image_grid(samples), path)
+        save_image(image_grid(samples, nrow), path)
     else:
         path = path.with_name(path.stem + ".txt") if path.suffix else path.with_name(path.name + ".txt")
         path.write_text("\n".join(samples) + "\n", encoding="utf-8")

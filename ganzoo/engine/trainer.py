@@ -39,6 +39,7 @@ from ganzoo.registry import get_plugin
 
 Callback = Callable[["Trainer", int], None]
 BEST = "best"  # checkpoints/best: the weights of the best evaluation
+MAX_CONSECUTIVE_SKIPS = 30  # fp16 steps skipped in a row (scale / 2^30) before training counts as diverged
 
 
 def split_overrides(plugin: GANPlugin, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -182,6 +183,8 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         """The best evaluation so far ({step, metric, value}) when `eval_every` is set."""
         self._extractor: Any = None
+        self._scale_before: dict[str, float] = {}  # fp16: each update's loss scale before its step
+        self._consecutive_skips: dict[str, int] = {}
 
     def _make_train_config(self, saved: Mapping[str, Any]) -> TrainConfig:
         base = replace_config(TrainConfig(), dict(self.plugin.train_defaults), what="training")
@@ -368,6 +371,10 @@ class Trainer:
         best = self.run_dir / "checkpoints" / BEST
         if (best / ckpt.TRAINER_FILE).is_file():
             self.best = json.loads((best / ckpt.TRAINER_FILE).read_text(encoding="utf-8"))
+        if run.dist.is_main:
+            from ganzoo.metrics.evaluation import forget_evaluations_after
+
+            forget_evaluations_after(self.run_dir, self.step)
         run.images_seen = info["images_seen"]
         run.stream.seek(info["epoch"], info["batch_in_epoch"])
 
@@ -432,6 +439,9 @@ class Trainer:
                 if update.needs_data:
                     batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
                 loss, logs = self._update(run, update, batch)
+                if self._skipped_by_scaler(run, update):
+                    window.add(f"amp/skipped/{update.name}", 1.0)
+                    continue
                 losses.append((update.name, loss))
                 window.add(f"loss/{update.name}", loss)
                 for key, value in logs.items():
@@ -453,6 +463,9 @@ class Trainer:
         scaler = run.scalers[update.name]
         for role in update.networks:
             run.optimizers[role].zero_grad(set_to_none=True)
+        if scaler.is_enabled():
+            self._scale_before[update.name] = scaler.get_scale()
+        run.context.scaler = scaler
         with autocast(run.device, run.precision):
             loss, logs = update.loss(nets, batch, run.context)
         scaler.scale(loss).backward()
@@ -466,6 +479,27 @@ class Trainer:
             scaler.step(run.optimizers[role])
         scaler.update()
         return loss, logs
+
+    def _skipped_by_scaler(self, run: _Run, update: UpdateStep) -> bool:
+        """Under fp16: did the GradScaler just skip this update for inf/NaN gradients (and lower its scale)?
+
+        Such a step changes no weights; its loss may be inf (a penalty's scaled inner gradient overflowed) and is
+        not a divergence. Many skips in a row are: the scale keeps falling and training has stopped.
+        """
+        scaler = run.scalers[update.name]
+        if not scaler.is_enabled():
+            return False
+        skipped = scaler.get_scale() < self._scale_before[update.name]
+        count = self._consecutive_skips.get(update.name, 0) + 1 if skipped else 0
+        self._consecutive_skips[update.name] = count
+        if count >= MAX_CONSECUTIVE_SKIPS:
+            raise DivergenceError(
+                f"training diverged at step {self.step + 1}: fp16 gradients of the {update.name} update were "
+                f"inf/NaN {count} times in a row (loss scale now {scaler.get_scale():g}); try --precision bf16 or fp32",
+                self.step + 1,
+                update.name,
+            )
+        return skipped
 
     def _log(self, run: _Run, window: _Window, logger: RunLogger | None) -> None:
         """A metrics line (means over the window and, under DDP, over ranks); every rank takes part."""
@@ -588,10 +622,10 @@ class Trainer:
         return path
 
     def _write_samples(self, model: GANModel, logger: RunLogger | None) -> Path:
-        samples = model.sample(self.train_config.sample_grid, seed=self.train_config.seed)
-        path = save_samples(samples, self.run_dir / "samples" / ckpt.step_dir_name(self.step))
+        samples, per_row = model.sample_grid(self.train_config.sample_grid, seed=self.train_config.seed)
+        path = save_samples(samples, self.run_dir / "samples" / ckpt.step_dir_name(self.step), per_row)
         if logger is not None and isinstance(samples, torch.Tensor):
-            logger.add_image("samples", image_grid(samples), self.step)
+            logger.add_image("samples", image_grid(samples, per_row), self.step)
         return path
 
 

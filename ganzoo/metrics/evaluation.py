@@ -54,16 +54,19 @@ def class_targets(model: GANModel, extractor: FeatureExtractor) -> torch.Tensor:
 
 
 def generate(
-    model: GANModel, n: int, batch_size: int = 250, seed: int = 0, use_ema: bool = True
+    model: GANModel, n: int, batch_size: int = 250, seed: int = 0, use_ema: bool = True, progress: bool = False
 ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """n images in batches (labels cycling over the classes for conditional models), each batch seeded."""
+    from tqdm.auto import tqdm
+
     conditional = model.plugin.conditional
     num_classes = model.data_info.num_classes or 0
     if conditional and not num_classes:
         raise UsageError(f"{model.plugin.name} is conditional but its data info records no classes")
     labels = torch.arange(n) % num_classes if conditional else None
     batches = []
-    for index, start in enumerate(range(0, n, batch_size)):
+    starts = range(0, n, batch_size)
+    for index, start in enumerate(tqdm(starts, desc="generating", disable=not progress, leave=False)):
         count = min(batch_size, n - start)
         condition = labels[start : start + count].to(model.device) if labels is not None else None
         images = model.sample(count, seed=seed + index, condition=condition, use_ema=use_ema)
@@ -109,7 +112,7 @@ def evaluate(
     real = reference_features(
         data, extractor, options.get("resolution"), options.get("channels"), cache=cache, progress=progress
     )
-    batches, labels = generate(model, n, batch_size, seed, use_ema)
+    batches, labels = generate(model, n, batch_size, seed, use_ema, progress)
     fake, logits = extract_all(extractor, torch.cat(batches), batch_size, progress, "features of samples")
     result: dict[str, Any] = {}
     if "fid" in names:
@@ -154,17 +157,32 @@ def primary_value(metrics: str | Sequence[str], result: Mapping[str, Any]) -> tu
 EVAL_FILE = "eval.json"
 
 
-def record_evaluation(run_dir: Path, result: Mapping[str, Any], step: int | None, checkpoint: str | None) -> Path:
-    """Append one evaluation to `RUN/eval.json` (written atomically); returns its path."""
+def read_evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    """The evaluations recorded in `RUN/eval.json` (an unreadable file counts as none)."""
+    path = Path(run_dir) / EVAL_FILE
+    try:
+        records = json.loads(path.read_text(encoding="utf-8")).get("evaluations", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [r for r in records if isinstance(r, dict)]
+
+
+def _write_evaluations(run_dir: Path, records: list[dict[str, Any]]) -> Path:
     from ganzoo.engine.checkpoint import write_text_atomic
 
     path = Path(run_dir) / EVAL_FILE
-    records: list[Any] = []
-    if path.is_file():
-        try:
-            records = json.loads(path.read_text(encoding="utf-8")).get("evaluations", [])
-        except (OSError, ValueError, AttributeError):
-            records = []  # an unreadable record is replaced, the run itself is untouched
-    records.append({"step": step, "checkpoint": checkpoint, **result})
     write_text_atomic(path, json.dumps({"evaluations": records}, indent=2) + "\n")
     return path
+
+
+def record_evaluation(run_dir: Path, result: Mapping[str, Any], step: int | None, checkpoint: str | None) -> Path:
+    """Append one evaluation to `RUN/eval.json` (written atomically); returns its path."""
+    return _write_evaluations(run_dir, [*read_evaluations(run_dir), {"step": step, "checkpoint": checkpoint, **result}])
+
+
+def forget_evaluations_after(run_dir: Path, step: int) -> None:
+    """On resume: drop training-time evaluations past the checkpoint, as metrics.jsonl drops its lines."""
+    records = read_evaluations(run_dir)
+    kept = [r for r in records if r.get("checkpoint") is not None or (r.get("step") or 0) <= step]
+    if len(kept) != len(records):
+        _write_evaluations(run_dir, kept)

@@ -1,0 +1,163 @@
+"""Class-conditional GAN as a ganzoo plugin: a DCGAN-style generator conditioned by class through conditional
+batch norm (or a label embedding concatenated to z) and a projection discriminator (Miyato & Koyama 2018; the
+label as extra input channels as an option). The number of classes comes from the data (`mnist-4k`, class
+subfolders of `folder:`, `?classes=` selections) and is saved with the model.
+
+`sample(..., condition=labels)` draws the given classes; without labels the classes cycle 0, 1, ..., K-1.
+Networks are in `networks.py`, imported when the model is built, so `ganzoo list` does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from ganzoo import DataInfo, GANPlugin, OptimizerSpec, UpdateStep, UsageError, option
+from ganzoo.plugin import ADVERSARIAL_LOSSES
+
+RESOLUTIONS = (28, 32, 64)
+LABELLED_SPECS = "mnist-4k, mnist, fashion-mnist, cifar10, or folder:PATH with one subfolder per class"
+
+
+@dataclasses.dataclass
+class CGANConfig:
+    resolution: int | None = option(None, "image size: 28, 32 or 64 (default: the data's, else 64)")
+    channels: int | None = option(None, "image channels (default: the data's)", min=1)
+    num_classes: int | None = option(None, "number of classes (default: the data's)", min=1)
+    latent_dim: int = option(100, "size of the noise vector z", min=1)
+    g_width: int = option(64, "generator width: channels of its last hidden layer", min=1)
+    d_width: int = option(64, "discriminator width: channels of its first layer", min=1)
+    g_conditioning: str = option(
+        "cbn", "how G sees the class: cbn (conditional batch norm) or concat", choices=("cbn", "concat")
+    )
+    d_conditioning: str = option(
+        "projection", "how D sees the class: projection or concat", choices=("projection", "concat")
+    )
+    d_norm: str = option("spectral", "normalisation in D", choices=("spectral", "batch", "none"))
+    d_mismatch: bool = option(
+        True, "D also sees real images with wrong labels as fake (matching-aware D, Reed et al. 2016)"
+    )
+    loss: str = option("hinge", "adversarial loss", choices=ADVERSARIAL_LOSSES)
+    lr_g: float = option(2e-4, "generator learning rate (Adam)", min=0)
+    lr_d: float = option(2e-4, "discriminator learning rate (Adam)", min=0)
+    betas: tuple[float, float] = option((0.0, 0.999), "Adam betas of both networks")
+
+
+def _random_labels(ctx: Any, n: int) -> Any:
+    import torch
+
+    return torch.randint(ctx.config.num_classes, (n,), device=ctx.device)
+
+
+def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    from ganzoo.losses import discriminator_loss
+
+    real, labels = batch["image"], batch["label"]
+    fake_labels = _random_labels(ctx, real.shape[0])
+    with torch.no_grad():
+        fake = nets["generator"](torch.randn(real.shape[0], ctx.config.latent_dim, device=real.device), fake_labels)
+    real_logits = nets["discriminator"](real, labels)
+    fake_logits = nets["discriminator"](fake, fake_labels)
+    if ctx.config.d_mismatch and ctx.config.num_classes > 1:  # real images under a wrong label count as fake
+        wrong = (labels + torch.randint_like(labels, 1, ctx.config.num_classes)) % ctx.config.num_classes
+        fake_logits = torch.cat([fake_logits, nets["discriminator"](real, wrong)])
+    return discriminator_loss(ctx.config.loss, real_logits, fake_logits), {
+        "d_real": real_logits.detach().float().mean(),
+        "d_fake": fake_logits.detach().float().mean(),
+    }
+
+
+def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    from ganzoo.losses import generator_loss
+
+    labels = _random_labels(ctx, ctx.batch_size)
+    fake = nets["generator"](torch.randn(ctx.batch_size, ctx.config.latent_dim, device=ctx.device), labels)
+    return generator_loss(ctx.config.loss, nets["discriminator"](fake, labels)), {}
+
+
+class CGAN(GANPlugin):
+    name = "cgan"
+    modality = "image"
+    description = "Conditional GAN: conditional batch norm generator, projection discriminator (Miyato & Koyama 2018)."
+    version = "1.0.0"
+    Config = CGANConfig
+    conditional = True
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64, "ema_decay": 0.999}
+
+    def resolve_config(self, config: CGANConfig, data_info: DataInfo) -> CGANConfig:
+        num_classes = config.num_classes or data_info.num_classes
+        if num_classes is None:
+            raise UsageError(f"cgan needs labelled data, and this data has no labels; labelled specs: {LABELLED_SPECS}")
+        return dataclasses.replace(
+            config,
+            resolution=config.resolution or data_info.resolution or 64,
+            channels=config.channels or data_info.channels or 3,
+            num_classes=num_classes,
+        )
+
+    def validate(self, config: CGANConfig) -> None:
+        if config.resolution not in RESOLUTIONS:
+            raise UsageError(f"cgan resolution={config.resolution} is not supported; accepted: 28, 32, 64")
+
+    def build(self, config: CGANConfig, data_info: DataInfo) -> dict[str, Any]:
+        from ganzoo_plugins.cgan.networks import ConditionalDiscriminator, ConditionalGenerator
+
+        if data_info.num_classes is not None and data_info.num_classes != config.num_classes:
+            raise UsageError(f"cgan num_classes={config.num_classes} but the data has {data_info.num_classes} classes")
+        return {
+            "generator": ConditionalGenerator(
+                config.resolution,
+                config.channels,
+                config.latent_dim,
+                config.g_width,
+                config.num_classes,
+                config.g_conditioning,
+            ),
+            "discriminator": ConditionalDiscriminator(
+                config.resolution,
+                config.channels,
+                config.d_width,
+                config.num_classes,
+                config.d_conditioning,
+                config.d_norm,
+            ),
+        }
+
+    def schedule(self, config: CGANConfig) -> list[UpdateStep]:
+        return [
+            UpdateStep("discriminator", ("discriminator",), _d_step),
+            UpdateStep("generator", ("generator",), _g_step, needs_data=False),
+        ]
+
+    def optimizers(self, config: CGANConfig) -> dict[str, OptimizerSpec]:
+        betas = tuple(config.betas)
+        return {
+            "generator": OptimizerSpec(lr=config.lr_g, betas=betas),
+            "discriminator": OptimizerSpec(lr=config.lr_d, betas=betas),
+        }
+
+    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None) -> Any:
+        import torch
+
+        g = nets["generator"]
+        device = next(g.parameters()).device
+        if condition is None:
+            labels = torch.arange(n, device=device) % g.num_classes
+        else:
+            labels = torch.as_tensor(condition, dtype=torch.long, device=device).reshape(-1)
+            if labels.numel() == 1:
+                labels = labels.expand(n)
+            if len(labels) != n or labels.min() < 0 or labels.max() >= g.num_classes:
+                raise UsageError(f"cgan labels must be {n} class numbers in 0..{g.num_classes - 1}")
+        z = torch.randn(n, g.latent_dim, device=device, generator=generator)
+        return g(z, labels)
+
+    def frozen_d_blocks(self, nets: Any) -> list[Any]:
+        return list(nets["discriminator"].blocks)
+
+
+plugin = CGAN()

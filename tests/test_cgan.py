@@ -1,0 +1,120 @@
+"""The conditional GAN plugin: conditioning variants, classes from the data, labels in sampling and grids, and
+the conditional accuracy that `ganzoo eval` reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers_engine import dcgan_train
+from PIL import Image
+
+import ganzoo
+from ganzoo import DataInfo, Trainer, UsageError
+from ganzoo.cli import cli
+
+TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16}
+DIGITS = DataInfo("image", channels=1, resolution=28, num_classes=10)
+
+
+@pytest.mark.parametrize("g_conditioning", ["cbn", "concat"])
+@pytest.mark.parametrize("d_conditioning", ["projection", "concat"])
+@pytest.mark.parametrize("resolution", [28, 32, 64])
+def test_shapes_for_every_conditioning(g_conditioning, d_conditioning, resolution):
+    model = ganzoo.create_model(
+        "cgan",
+        data_info=DIGITS,
+        resolution=resolution,
+        g_conditioning=g_conditioning,
+        d_conditioning=d_conditioning,
+        **TINY,
+    )
+    labels = torch.tensor([0, 3, 9])
+    images = model.sample(3, seed=0, condition=labels)
+    assert images.shape == (3, 1, resolution, resolution)
+    assert model.nets["discriminator"](images, labels).shape == (3,)
+
+
+def test_the_label_changes_the_image_and_the_logit():
+    model = ganzoo.create_model("cgan", data_info=DIGITS, **TINY)
+    with torch.no_grad():  # class scales start at 1 and shifts at 0 (all classes alike): perturb as training would
+        for module in model.ema["generator"].modules():
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.add_(0.3 * torch.randn_like(module.weight))
+    three = model.sample(4, seed=0, condition=torch.full((4,), 3))
+    seven = model.sample(4, seed=0, condition=torch.full((4,), 7))
+    assert not torch.allclose(three, seven)  # same noise, other class
+    d = model.nets["discriminator"].eval()
+    with torch.no_grad():
+        assert not torch.allclose(d(three, torch.full((4,), 3)), d(three, torch.full((4,), 7)))
+
+
+def test_classes_come_from_the_data_and_are_saved(tmp_path):
+    out = tmp_path / "run"
+    Trainer("cgan", TINY, dcgan_train(steps=2), data="mnist-4k?classes=5-9", out=out).fit()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["num_classes"] == 5
+    assert saved["data_info"]["extras"]["class_names"] == ["5", "6", "7", "8", "9"]
+    model = ganzoo.load_pretrained(out)
+    assert model.data_info.num_classes == 5 and model.plugin.conditional
+
+
+def test_unlabelled_data_is_a_clear_error(tmp_path):
+    Image.new("L", (28, 28), 7).save(tmp_path / "a.png")
+    with pytest.raises(UsageError, match=r"cgan needs labelled data.*labelled specs: mnist-4k"):
+        Trainer("cgan", TINY, dcgan_train(steps=1), data=f"folder:{tmp_path}", out=tmp_path / "run").fit()
+
+
+@pytest.fixture(scope="module")
+def cgan_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cgan") / "run"
+    Trainer("cgan", TINY, dcgan_train(steps=2, sample_every=2, sample_grid=20), out=out).fit()
+    return out
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ganzoo")
+
+
+def test_training_grid_has_one_row_per_class(cgan_run):
+    with Image.open(cgan_run / "samples" / "step-000002.png") as grid:
+        # 20 samples for 10 classes: 2 per row, 10 rows of 28 px with 2 px padding
+        assert grid.size == (2 * 30 + 2, 10 * 30 + 2)
+
+
+def test_sample_with_a_label_and_without(cgan_run, tmp_path):
+    result = invoke("sample", cgan_run, "--label", 3, "--n", 16, "--out", tmp_path / "three.png")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "three.png") as grid:
+        assert grid.size == (4 * 30 + 2, 4 * 30 + 2)
+    model = ganzoo.load_pretrained(cgan_run)
+    samples, per_row = model.sample_grid(16, seed=0, label=3)
+    assert per_row is None
+    assert torch.equal(samples, model.sample(16, seed=0, condition=torch.full((16,), 3)))
+    result = invoke("sample", cgan_run, "--n", 30, "--out", tmp_path / "rows.png")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "rows.png") as grid:
+        assert grid.size == (3 * 30 + 2, 10 * 30 + 2)
+
+
+@pytest.mark.parametrize("label", [-1, 10])
+def test_a_label_outside_the_classes_is_one_line(cgan_run, tmp_path, label):
+    result = invoke("sample", cgan_run, "--label", label, "--out", tmp_path / "x.png")
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: label {label} is not one of the model's classes 0-9"
+
+
+def test_label_for_an_unconditional_model_is_an_error(tmp_path):
+    out = tmp_path / "run"
+    Trainer("dcgan", TINY, dcgan_train(steps=1), out=out).fit()
+    result = invoke("sample", out, "--label", 3, "--out", tmp_path / "x.png")
+    assert result.exit_code == 2 and "dcgan is not a conditional model" in result.output
+
+
+def test_eval_reports_conditional_accuracy(cgan_run):
+    result = invoke("eval", cgan_run, "--metrics", "fid", "--n", 100, "--data", "mnist-4k?split=test")
+    assert result.exit_code == 0, result.output
+    rows = dict(line.split(maxsplit=1) for line in result.output.splitlines() if line.strip())
+    assert 0.0 <= float(rows["accuracy"]) <= 1.0 and "fid" in rows
