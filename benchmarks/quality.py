@@ -5,7 +5,9 @@ generator then draws `--n` samples that are scored against the 1,000 held-out di
 Next to the medians stand the floor (the 3,000 real training digits scored the same way) and the ceiling (each
 plugin's untrained generator). Writes the "quality" section of benchmarks/RESULTS.md with --write.
 
-    python benchmarks/quality.py [--plugins dcgan] [--steps 2000] [--seeds 0,1,2] [--n 5000] [--write]
+    python benchmarks/quality.py [--plugins dcgan] [--steps 2000,wgan-gp=600] [--seeds 0,1,2] [--n 5000] [--write]
+
+`--steps`: iterations for every plugin, optionally per plugin (`plugin=N`; a wgan-gp iteration is 5 critic steps).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from image_plugins import parse_steps
 
 import ganzoo
 from ganzoo.data import resolve_data
@@ -61,7 +64,7 @@ def train_and_score(plugin: str, steps: int, seed: int, n: int, extractor, preci
         seconds = time.perf_counter() - start
         batch = ganzoo.Trainer(plugin, train=train).train_config.batch_size
         scores = evaluate(result.model, HELD_OUT, "fid,kid,pr", extractor, n=n, seed=seed)
-    return {"plugin": plugin, "seed": seed, "train_s": round(seconds, 1), "batch": batch, **scores}
+    return {"plugin": plugin, "seed": seed, "steps": steps, "train_s": round(seconds, 1), "batch": batch, **scores}
 
 
 def ceiling(plugin: str, n: int, extractor) -> dict:
@@ -72,7 +75,7 @@ def ceiling(plugin: str, n: int, extractor) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plugins", default=None, help="comma-separated (default: every installed image plugin)")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", default="2000", help="N, or N,plugin=M,... (per-plugin iterations)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n", type=int, default=5000, help="generated samples per score")
     parser.add_argument("--precision", default="auto")
@@ -80,6 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     plugins = args.plugins.split(",") if args.plugins else image_plugins()
     seeds = [int(s) for s in args.seeds.split(",")]
+    steps = parse_steps(args.steps, plugins)
     extractor = get_features("digits")
     base = floor(extractor)
     print(json.dumps({"floor": base}), flush=True)
@@ -88,7 +92,7 @@ def main() -> None:
         ceilings[plugin] = ceiling(plugin, args.n, extractor)
         print(json.dumps({"ceiling": plugin, **ceilings[plugin]}), flush=True)
         for seed in seeds:
-            rows.append(train_and_score(plugin, args.steps, seed, args.n, extractor, args.precision))
+            rows.append(train_and_score(plugin, steps[plugin], seed, args.n, extractor, args.precision))
             print(json.dumps(rows[-1]), flush=True)
     if args.write:
         write_results(args, plugins, rows, base, ceilings)
@@ -99,37 +103,37 @@ def _median(rows: list[dict], key: str) -> float:
 
 
 def write_results(args: argparse.Namespace, plugins: list[str], rows: list[dict], base: dict, ceilings: dict) -> None:
+    """One section per plugin, so that a run for some plugins keeps the others' sections."""
     from results import write_section
 
-    lines = [
-        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}. Budget: "
-        f"{args.steps} iterations at each plugin's default batch size, precision `{args.precision}` (bf16 autocast on "
-        f"this CPU), trained on `{TRAIN}` (3,000 digits); {args.n} samples of the EMA generator scored against the "
-        f"1,000 held-out digits of `{HELD_OUT}` with the `digits` features (128-d, the shipped classifier). "
-        f"Medians over seeds {args.seeds}; per-seed values in brackets. KID x 1e3. Published anchors (Inception "
-        "features, full MNIST, so not comparable in scale): Lucic et al. 2018 best MNIST FID 6.7 (WGAN), 6.8 (NS-GAN).",
-        "",
-        "| model | FID | KID x1e3 | precision | recall | train wall time (s) |",
-        "|---|---|---|---|---|---|",
-        f"| floor: real training digits | {base['fid']:.3f} | {1e3 * base['kid_mean']:.2f} | {base['precision']:.3f} | "
-        f"{base['recall']:.3f} | |",
-    ]
     for plugin in plugins:
         mine = [row for row in rows if row["plugin"] == plugin]
         per_seed = ", ".join(f"{row['fid']:.2f}" for row in mine)
-        lines.append(
-            f"| {plugin}, {args.steps} it, batch {mine[0]['batch']} | {_median(mine, 'fid'):.3f} ({per_seed}) | "
-            f"{1e3 * _median(mine, 'kid_mean'):.2f} | {_median(mine, 'precision'):.3f} | "
-            f"{_median(mine, 'recall'):.3f} | {_median(mine, 'train_s'):.0f} |"
-        )
+        lines = [
+            f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}. Budget: "
+            f"{mine[0]['steps']} iterations at batch {mine[0]['batch']}, precision `{args.precision}` (bf16 "
+            f"autocast on this CPU), trained on `{TRAIN}` (3,000 digits); {args.n} samples of the EMA generator "
+            f"scored against the 1,000 held-out digits of `{HELD_OUT}` with the `digits` features (128-d, the "
+            f"shipped classifier). Medians over seeds {args.seeds}; per-seed FID in brackets. KID x 1e3. Published "
+            "anchors (Inception features, full MNIST, so not comparable in scale): Lucic et al. 2018 best MNIST "
+            "FID 6.7 (WGAN), 6.8 (NS-GAN).",
+            "",
+            "| model | FID | KID x1e3 | precision | recall | train wall time (s) |",
+            "|---|---|---|---|---|---|",
+            f"| floor: real training digits | {base['fid']:.3f} | {1e3 * base['kid_mean']:.2f} | "
+            f"{base['precision']:.3f} | {base['recall']:.3f} | |",
+            f"| {plugin}, {mine[0]['steps']} it, batch {mine[0]['batch']} | {_median(mine, 'fid'):.3f} "
+            f"({per_seed}) | {1e3 * _median(mine, 'kid_mean'):.2f} | "
+            f"{_median(mine, 'precision'):.3f} | {_median(mine, 'recall'):.3f} | {_median(mine, 'train_s'):.0f} |",
+        ]
         top = ceilings[plugin]
         lines.append(
             f"| ceiling: untrained {plugin} | {top['fid']:.3f} | {1e3 * top['kid_mean']:.2f} | "
             f"{top['precision']:.3f} | {top['recall']:.3f} | |"
         )
-    command = f"python benchmarks/quality.py --plugins {','.join(plugins)} --steps {args.steps} --seeds {args.seeds} "
-    command += f"--n {args.n} --write"
-    write_section("quality (digits features)", command, "\n".join(lines))
+        command = f"python benchmarks/quality.py --plugins {plugin} --steps {mine[0]['steps']} --seeds {args.seeds} "
+        command += f"--n {args.n} --write"
+        write_section(f"quality (digits features): {plugin}", command, "\n".join(lines))
 
 
 if __name__ == "__main__":

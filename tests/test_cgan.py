@@ -118,3 +118,12 @@ def test_eval_reports_conditional_accuracy(cgan_run):
     assert result.exit_code == 0, result.output
     rows = dict(line.split(maxsplit=1) for line in result.output.splitlines() if line.strip())
     assert 0.0 <= float(rows["accuracy"]) <= 1.0 and "fid" in rows
+
+
+def test_r1_penalty_and_mismatch_term_by_config(tmp_path):
+    out = tmp_path / "run"
+    config = {**TINY, "r1_gamma": 1.0, "d_mismatch": False}
+    Trainer("cgan", config, dcgan_train(steps=2, log_every=1), out=out).fit()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["r1_penalty"] > 0 for line in lines)
+    assert json.loads((out / "config.json").read_text())["config"]["d_mismatch"] is False

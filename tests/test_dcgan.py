@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers_engine import DCGAN_TINY, dcgan_train
@@ -152,3 +154,13 @@ def test_sampling_is_reproducible_per_seed():
     # the global RNG does not influence a seeded sample
     torch.manual_seed(123)
     assert torch.equal(first, model.sample(4, seed=0))
+
+
+def test_r1_penalty_by_config(tmp_path):
+    out = tmp_path / "run"
+    Trainer("dcgan", {**DCGAN_TINY, "r1_gamma": 10.0}, dcgan_train(steps=2, log_every=1), out=out).fit()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["r1_penalty"] > 0 for line in lines)
+    plain = tmp_path / "plain"
+    Trainer("dcgan", DCGAN_TINY, dcgan_train(steps=1, log_every=1), out=plain).fit()
+    assert "r1_penalty" not in (plain / "metrics.jsonl").read_text()

@@ -177,7 +177,7 @@ def _write_evaluations(run_dir: Path, records: list[dict[str, Any]]) -> Path:
 
 def record_evaluation(run_dir: Path, result: Mapping[str, Any], step: int | None, checkpoint: str | None) -> Path:
     """Append one evaluation to `RUN/eval.json` (written atomically); returns its path."""
-    return _write_evaluations(run_dir, [*read_evaluations(run_dir), {"step": step, "checkpoint": checkpoint, **result}])
+    return _write_evaluations(run_dir, [*read_evaluations(run_dir), {**result, "step": step, "checkpoint": checkpoint}])
 
 
 def forget_evaluations_after(run_dir: Path, step: int) -> None:

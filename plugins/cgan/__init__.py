@@ -1,7 +1,9 @@
-"""Class-conditional GAN as a ganzoo plugin: a DCGAN-style generator conditioned by class through conditional
-batch norm (or a label embedding concatenated to z) and a projection discriminator (Miyato & Koyama 2018; the
-label as extra input channels as an option). The number of classes comes from the data (`mnist-4k`, class
-subfolders of `folder:`, `?classes=` selections) and is saved with the model.
+"""Class-conditional GAN as a ganzoo plugin: a DCGAN-style generator conditioned by class through a label
+embedding concatenated to z (or conditional batch norm) and a projection discriminator with spectral norm and
+the hinge loss (Miyato & Koyama 2018; the label as extra input channels as an option) that also learns to reject
+real images under wrong labels (the matching-aware discriminator of Reed et al. 2016). Defaults measured on
+the embedded digits: benchmarks/RESULTS.md, "cgan defaults". The number of classes comes from the data
+(`mnist-4k`, class subfolders of `folder:`, `?classes=` selections) and is saved with the model.
 
 `sample(..., condition=labels)` draws the given classes; without labels the classes cycle 0, 1, ..., K-1.
 Networks are in `networks.py`, imported when the model is built, so `ganzoo list` does not import torch.
@@ -28,7 +30,9 @@ class CGANConfig:
     g_width: int = option(64, "generator width: channels of its last hidden layer", min=1)
     d_width: int = option(64, "discriminator width: channels of its first layer", min=1)
     g_conditioning: str = option(
-        "cbn", "how G sees the class: cbn (conditional batch norm) or concat", choices=("cbn", "concat")
+        "concat",
+        "how G sees the class: concat (embedding joined to z) or cbn (conditional batch norm)",
+        choices=("concat", "cbn"),
     )
     d_conditioning: str = option(
         "projection", "how D sees the class: projection or concat", choices=("projection", "concat")
@@ -38,8 +42,9 @@ class CGANConfig:
         True, "D also sees real images with wrong labels as fake (matching-aware D, Reed et al. 2016)"
     )
     loss: str = option("hinge", "adversarial loss", choices=ADVERSARIAL_LOSSES)
-    lr_g: float = option(2e-4, "generator learning rate (Adam)", min=0)
-    lr_d: float = option(2e-4, "discriminator learning rate (Adam)", min=0)
+    r1_gamma: float = option(0.0, "R1 penalty weight: adds gamma/2 E||grad D(x)||^2 on real images; 0: off", min=0)
+    lr_g: float = option(1e-3, "generator learning rate (Adam; see benchmarks/RESULTS.md)", min=0)
+    lr_d: float = option(1e-3, "discriminator learning rate (Adam)", min=0)
     betas: tuple[float, float] = option((0.0, 0.999), "Adam betas of both networks")
 
 
@@ -52,7 +57,7 @@ def _random_labels(ctx: Any, n: int) -> Any:
 def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     import torch
 
-    from ganzoo.losses import discriminator_loss
+    from ganzoo.losses import discriminator_loss, r1_penalty
 
     real, labels = batch["image"], batch["label"]
     fake_labels = _random_labels(ctx, real.shape[0])
@@ -63,10 +68,13 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     if ctx.config.d_mismatch and ctx.config.num_classes > 1:  # real images under a wrong label count as fake
         wrong = (labels + torch.randint_like(labels, 1, ctx.config.num_classes)) % ctx.config.num_classes
         fake_logits = torch.cat([fake_logits, nets["discriminator"](real, wrong)])
-    return discriminator_loss(ctx.config.loss, real_logits, fake_logits), {
-        "d_real": real_logits.detach().float().mean(),
-        "d_fake": fake_logits.detach().float().mean(),
-    }
+    loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
+    logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+    if ctx.config.r1_gamma > 0:
+        penalty = r1_penalty(lambda images: nets["discriminator"](images, labels), real, ctx.scaler)
+        loss = loss + 0.5 * ctx.config.r1_gamma * penalty
+        logs["r1_penalty"] = penalty.detach()
+    return loss, logs
 
 
 def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
@@ -82,7 +90,7 @@ def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
 class CGAN(GANPlugin):
     name = "cgan"
     modality = "image"
-    description = "Conditional GAN: conditional batch norm generator, projection discriminator (Miyato & Koyama 2018)."
+    description = "Conditional GAN: class-embedding generator, projection discriminator (Miyato & Koyama 2018)."
     version = "1.0.0"
     Config = CGANConfig
     conditional = True

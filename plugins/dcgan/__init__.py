@@ -25,6 +25,7 @@ class DCGANConfig:
     d_width: int = option(64, "discriminator width: channels of its first layer (ndf)", min=1)
     d_norm: str = option("batch", "normalisation in D after the first layer", choices=("batch", "spectral", "none"))
     loss: str = option("non-saturating", "adversarial loss", choices=ADVERSARIAL_LOSSES)
+    r1_gamma: float = option(0.0, "R1 penalty weight: adds gamma/2 E||grad D(x)||^2 on real images; 0: off", min=0)
     lr_g: float = option(1.6e-3, "generator learning rate (Adam; the paper: 2e-4; see benchmarks/RESULTS.md)", min=0)
     lr_d: float = option(1.6e-3, "discriminator learning rate (Adam)", min=0)
     betas: tuple[float, float] = option((0.5, 0.999), "Adam betas of both networks")
@@ -33,7 +34,7 @@ class DCGANConfig:
 def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     import torch
 
-    from ganzoo.losses import discriminator_loss
+    from ganzoo.losses import discriminator_loss, r1_penalty
 
     real = batch["image"]
     z = torch.randn(real.shape[0], ctx.config.latent_dim, device=real.device)
@@ -41,10 +42,12 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     real_logits = nets["discriminator"](real)
     fake_logits = nets["discriminator"](fake)
     loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
-    return loss, {
-        "d_real": real_logits.detach().float().mean(),
-        "d_fake": fake_logits.detach().float().mean(),
-    }
+    logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+    if ctx.config.r1_gamma > 0:
+        penalty = r1_penalty(nets["discriminator"], real, ctx.scaler)
+        loss = loss + 0.5 * ctx.config.r1_gamma * penalty
+        logs["r1_penalty"] = penalty.detach()
+    return loss, logs
 
 
 def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
