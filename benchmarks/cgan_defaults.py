@@ -42,7 +42,8 @@ def main() -> None:
         row = {"variant": variant, "step": step, "train_s": round(began - start - evaluating, 1)}
         row.update({k: round(scores[k], 4) for k in ("fid", "accuracy", "precision", "recall")})
         if args.grid and step == args.steps:
-            save_samples(*trainer.model.sample_grid(100, seed=0), Path(args.grid))
+            samples, per_row = trainer.model.sample_grid(100, seed=0)
+            save_samples(samples, Path(args.grid), per_row)
         print(json.dumps(row), flush=True)
         evaluating += time.perf_counter() - began
 
