@@ -242,7 +242,7 @@ def eval_command(
 ) -> None:
     """Score a trained model (SOURCE: a run or checkpoint directory) against real data.
 
-    Conditional models also get `accuracy` when the extractor is a classifier. The results are recorded in
+    Conditional models also get `accuracy` with the digits features. The results are recorded in
     the run's eval.json.
     """
     import json
