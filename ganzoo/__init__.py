@@ -27,7 +27,9 @@ _EXPORTS = {
     "Trainer": "ganzoo.engine.trainer",
     "GANModel": "ganzoo.model",
     "create_model": "ganzoo.model",
-    "load_pretrained": "ganzoo.model",
+    "load_pretrained": "ganzoo.hub",
+    "save_pretrained": "ganzoo.hub",
+    "push_to_hub": "ganzoo.hub",
     "losses": "ganzoo.losses",
     "metrics": "ganzoo.metrics",
     "evaluate": "ganzoo.metrics.evaluation",
@@ -40,8 +42,9 @@ if TYPE_CHECKING:
     from ganzoo.engine.config import TrainConfig
     from ganzoo.engine.trainer import Trainer
     from ganzoo.errors import GanzooError, UsageError
+    from ganzoo.hub import load_pretrained, push_to_hub, save_pretrained
     from ganzoo.metrics.evaluation import evaluate
-    from ganzoo.model import GANModel, create_model, load_pretrained
+    from ganzoo.model import GANModel, create_model
     from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep, option
     from ganzoo.registry import get_plugin, list_models, register, unregister
 

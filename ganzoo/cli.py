@@ -199,13 +199,14 @@ def train(
 @click.option("--no-ema", is_flag=True, help="sample the raw generator instead of its EMA")
 @click.option("--label", type=int, default=None, help="conditional models: draw this class only")
 def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool, label: int | None) -> None:
-    """Draw samples from a trained model (SOURCE: a run directory or a checkpoint directory).
+    """Draw samples from a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
+    user/name[@revision]).
 
     A conditional model draws --label's class, or without --label one row per class (n // classes each).
     """
     from ganzoo.engine.logging import save_samples
     from ganzoo.engine.precision import resolve_device
-    from ganzoo.model import load_pretrained
+    from ganzoo.hub import load_pretrained
 
     if Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
         raise UsageError(f"--out {out}: accepted file types are {', '.join(IMAGE_SUFFIXES)} (images) and .txt (text)")
@@ -240,7 +241,8 @@ def eval_command(
     no_ema: bool,
     json_out: str | None,
 ) -> None:
-    """Score a trained model (SOURCE: a run or checkpoint directory) against real data.
+    """Score a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
+    user/name[@revision]) against real data.
 
     Conditional models also get `accuracy` with the digits features. The results are recorded in
     the run's eval.json.
@@ -248,8 +250,8 @@ def eval_command(
     import json
 
     from ganzoo.engine.precision import resolve_device
+    from ganzoo.hub import load_pretrained
     from ganzoo.metrics.evaluation import evaluate, parse_metrics, record_evaluation
-    from ganzoo.model import load_pretrained
 
     names = list(parse_metrics(metrics))
     model = load_pretrained(source, device=resolve_device(device))
@@ -260,12 +262,42 @@ def eval_command(
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.ljust(width)}  {value}")
-    run_dir = Path(model.info["checkpoint"]).parent.parent
-    if (run_dir / "config.json").is_file():
-        record_evaluation(run_dir, result, step=model.info.get("step"), checkpoint=model.info["checkpoint"])
+    if model.info.get("run_dir"):  # a run's checkpoint: keep the scores with the run
+        record_evaluation(
+            Path(model.info["run_dir"]), result, step=model.info.get("step"), checkpoint=model.info["checkpoint"]
+        )
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         click.echo(f"json: {json_out}")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--repo-id", required=True, help="the Hub repo to push to: user/name (created if needed)")
+@click.option("--private", is_flag=True, help="create the repo private")
+@click.option("--revision", default=None, help="push to this branch (created from main if needed)")
+@click.option("--message", default=None, help="commit message")
+def push(source: str, repo_id: str, private: bool, revision: str | None, message: str | None) -> None:
+    """Upload a trained model (SOURCE: a run or checkpoint directory, or a saved model) to the Hugging Face Hub
+    and print the commit URL.
+
+    The repo gets config.json, model.safetensors, a model card (README.md) and samples.png. The token comes from
+    HF_TOKEN or `hf auth login`.
+    """
+    from ganzoo.hub import push_to_hub
+
+    click.echo(push_to_hub(source, repo_id, private=private, revision=revision, commit_message=message))
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("directory", type=click.Path(file_okay=False))
+def save(source: str, directory: str) -> None:
+    """Export a trained model (SOURCE: a run, checkpoint, saved model or Hub repo) to DIRECTORY in the Hub layout:
+    config.json, model.safetensors, README.md (model card) and samples.png."""
+    from ganzoo.hub import save_pretrained
+
+    click.echo(f"saved: {save_pretrained(source, directory)}")
 
 
 def main() -> None:

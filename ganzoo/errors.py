@@ -32,3 +32,8 @@ class DivergenceError(GanzooError):
         super().__init__(message)
         self.step = step
         self.loss_name = loss_name
+
+
+class HubError(GanzooError):
+    """A Hugging Face Hub problem: repo or revision not found, offline without a cached copy, no token, no write
+    access, or a saved model this ganzoo cannot read."""

@@ -1,7 +1,8 @@
 """`GANModel`: a plugin, its resolved config and its networks (EMA copies included), ready to sample.
 
-`create_model` builds a fresh one; `load_pretrained` rebuilds one from a run directory or a checkpoint. Loading
-never runs code from the files: the plugin named in config.json must be installed.
+`create_model` builds a fresh one; `load_run` rebuilds one from a run directory or a checkpoint (`ganzoo.hub`'s
+`load_pretrained` is the public entry point that also takes Hub repos). Loading never runs code from the files:
+the plugin named in config.json must be installed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class GANModel:
     nets: dict[str, nn.Module]
     ema: dict[str, nn.Module] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """What is known of the model's origin: data spec, step, checkpoint path."""
+    """What is known of the model's origin: `source`, `step`, `data` (spec); from a run `checkpoint` and `run_dir`;
+    from the Hub `repo_id`, `revision` and the resolved `commit`; `record`, the config.json it was rebuilt from."""
 
     @property
     def device(self) -> torch.device:
@@ -102,33 +104,33 @@ class GANModel:
         return flat
 
     def load_weights(self, weights: Mapping[str, torch.Tensor], origin: str) -> None:
-        """Load `weights()`-style tensors strictly: missing, unexpected or mis-shaped keys are errors."""
-        roles = split_roles(weights)
+        """Load `weights()`-style tensors strictly: every missing, unexpected or mis-shaped key is listed in one
+        error and nothing is loaded. A file without EMA copies starts each EMA from its generator."""
         modules = {**self.nets, **{r + EMA_SUFFIX: m for r, m in self.ema.items()}}
+        expected = {f"{role}.{key}": t for role, m in modules.items() for key, t in m.state_dict().items()}
+        ema_missing = {r for r in modules if r.endswith(EMA_SUFFIX) and r not in split_roles(weights)}
+        missing = [k for k in expected if k not in weights and k.partition(".")[0] not in ema_missing]
+        unexpected = [k for k in weights if k not in expected]
+        shapes = [
+            f"{k} {tuple(weights[k].shape)} (the model has {tuple(t.shape)})"
+            for k, t in expected.items()
+            if k in weights and weights[k].shape != t.shape
+        ]
+        problems = [
+            f"{label} {_listed(keys)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+            if keys
+        ]
+        if problems:
+            raise GanzooError(
+                f"the weights in {origin} do not match the {self.plugin.name} model: {'; '.join(problems)}"
+            )
+        roles = split_roles(weights)
         for role, module in modules.items():
-            if role not in roles:
-                if role.endswith(EMA_SUFFIX):  # saved without EMA: start the EMA from the weights
-                    module.load_state_dict(self.nets[role[: -len(EMA_SUFFIX)]].state_dict())
-                    continue
-                raise GanzooError(f"{origin} has no weights for the network {role!r}")
-            expected = module.state_dict()
-            got = roles[role]
-            missing = sorted(set(expected) - set(got))
-            unexpected = sorted(set(got) - set(expected))
-            if missing or unexpected:
-                raise GanzooError(
-                    f"{origin} does not match the {role!r} network: missing {missing[:3]}, unexpected {unexpected[:3]}"
-                )
-            for key, tensor in got.items():
-                if tensor.shape != expected[key].shape:
-                    raise GanzooError(
-                        f"{origin}: {role}.{key} has shape {tuple(tensor.shape)}, the model expects "
-                        f"{tuple(expected[key].shape)}"
-                    )
-            module.load_state_dict(got)
-        extra = sorted(set(roles) - set(modules))
-        if extra:
-            raise GanzooError(f"{origin} holds networks this model does not have: {', '.join(extra)}")
+            if role in ema_missing:
+                module.load_state_dict(self.nets[role[: -len(EMA_SUFFIX)]].state_dict())
+            else:
+                module.load_state_dict(roles[role])
 
     def config_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +140,11 @@ class GANModel:
             "config": config_to_dict(self.config),
             "data_info": self.data_info.to_dict(),
         }
+
+
+def _listed(keys: list[str], limit: int = 8) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
 
 
 def build_model(plugin: GANPlugin, config: Any, data_info: DataInfo, with_ema: bool = True) -> GANModel:
@@ -193,14 +200,19 @@ def model_from_run_config(saved: Mapping[str, Any], origin: str) -> GANModel:
     try:
         plugin = get_plugin(name)
     except PluginError as exc:
-        raise GanzooError(f"{origin} needs the plugin {name!r}, which is not usable here: {exc}") from None
+        dist = saved.get("plugin_distribution")
+        install = f" (pip install {dist})" if isinstance(dist, str) and dist else ""
+        raise GanzooError(f"{origin} needs the plugin {name!r}{install}, which is not usable here: {exc}") from None
     data_info = DataInfo.from_dict(saved.get("data_info", {}))
     config = resolve_model_config(plugin, saved.get("config", {}), data_info)
     return build_model(plugin, config, data_info)
 
 
-def load_pretrained(source: str | Path, device: str | torch.device = "cpu") -> GANModel:
-    """A trained model from a run directory or a checkpoint directory (the newest checkpoint of a run)."""
+def load_run(source: str | Path, device: str | torch.device = "cpu") -> GANModel:
+    """A trained model from a run directory or a checkpoint directory (the newest checkpoint of a run).
+
+    The public entry point, which also takes Hub repos and save directories, is `ganzoo.load_pretrained`.
+    """
     checkpoint = find_checkpoint(source)
     config_path = _run_config_for(checkpoint)
     saved = read_run_config(config_path)
@@ -211,7 +223,9 @@ def load_pretrained(source: str | Path, device: str | torch.device = "cpu") -> G
     model.info = {
         "source": str(source),
         "checkpoint": str(checkpoint),
+        "run_dir": str(config_path.parent) if config_path.parent == checkpoint.parent.parent else None,
         "step": step,
         "data": saved.get("data"),
+        "record": saved,
     }
     return model.to(device)

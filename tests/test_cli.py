@@ -85,7 +85,7 @@ def test_version():
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert_ok(result)
-    for command in ("list", "info", "train", "sample"):
+    for command in ("list", "info", "train", "sample", "eval", "push", "save"):
         assert command in result.output
 
 

@@ -1,0 +1,324 @@
+"""A small Hugging Face Hub-compatible HTTP server for offline tests (stdlib `http.server` in a thread).
+
+It implements what `huggingface_hub` needs to create repos and branches, upload folders (both the
+`create_commit` path and the xet pipeline, since every file is answered "regular"), read repo info and trees,
+and download files (HEAD, GET, Range). Every repo keeps its whole commit history, so an older commit's sha
+still resolves its own files. Tokens: `tokens` maps a token to a user name; writing needs the token of the
+repo's namespace (no token or an unknown one: 401; another user's token: 403). Private repos are readable by
+their owner only (others get 404 RepoNotFound, as the Hub answers).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
+def git_blob_sha1(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+@dataclass
+class Commit:
+    oid: str
+    parent: str | None
+    message: str
+    files: dict[str, bytes]
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    repo_type: str
+    private: bool
+    commits: dict[str, Commit] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, revision: str) -> Commit | None:
+        oid = self.branches.get(revision) or (revision if COMMIT_RE.match(revision) else None)
+        return self.commits.get(oid) if oid else None
+
+
+class HubError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.headers = status, code, headers or {}
+
+
+class HubState:
+    """Repos, tokens and a request log (method, path) that tests may inspect."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self.tokens = dict(tokens)
+        self.repos: dict[tuple[str, str], Repo] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self._counter = 0
+
+    def new_commit(self, repo: Repo, parent: Commit | None, message: str, files: dict[str, bytes]) -> Commit:
+        self._counter += 1
+        oid = hashlib.sha1(f"{repo.repo_id}:{self._counter}:{message}".encode()).hexdigest()
+        commit = Commit(oid, parent.oid if parent else None, message, files)
+        repo.commits[oid] = commit
+        return commit
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: HubServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # ------------------------------------------------------------------------------------------- plumbing
+
+    @property
+    def state(self) -> HubState:
+        return self.server.state
+
+    @property
+    def base(self) -> str:
+        return self.server.url
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if "Content-Type" not in (headers or {}):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def _user(self, required: bool) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+        user = self.state.tokens.get(token) if token else None
+        if required and user is None:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return user
+
+    def _repo(self, kind: str, namespace: str, name: str, write: bool = False) -> Repo:
+        repo = self.state.repos.get((REPO_TYPES.get(kind, kind), f"{namespace}/{name}"))
+        user = self._user(required=write)
+        if repo is None or (repo.private and user != namespace):
+            raise HubError(404, "Repository not found", "RepoNotFound")
+        if write and user != namespace:
+            raise HubError(403, f"You don't have the rights to write to {namespace}/{name}")
+        return repo
+
+    def _commit(self, repo: Repo, revision: str) -> Commit:
+        commit = repo.resolve(revision)
+        if commit is None:
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        return commit
+
+    def _dispatch(self, method: str) -> None:
+        split = urlsplit(self.path)
+        parts = [unquote(p) for p in split.path.split("/")[1:]]  # split first, then unquote (revisions hold '/')
+        query = parse_qs(split.query)
+        body = self._body() if method == "POST" else b""
+        with self.state.lock:
+            self.state.requests.append((method, split.path))
+            try:
+                self._route(method, parts, query, body)
+            except HubError as exc:
+                headers = {**exc.headers, "X-Error-Message": str(exc)}
+                if exc.code:
+                    headers["X-Error-Code"] = exc.code
+                self._send(exc.status, json.dumps({"error": str(exc)}).encode(), headers, head=method == "HEAD")
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    # ---------------------------------------------------------------------------------------------- routes
+
+    def _route(self, method: str, parts: list[str], query: dict[str, list[str]], body: bytes) -> None:
+        if parts[:1] == ["api"]:
+            self._api(method, parts[1:], query, body)
+        elif method in ("GET", "HEAD") and len(parts) >= 5 and "resolve" in parts[:4]:
+            kind = "models"
+            if parts[0] in ("datasets", "spaces"):
+                kind, parts = parts[0], parts[1:]
+            if parts[2] != "resolve":
+                raise HubError(404, "not found")
+            self._resolve(method, self._repo(kind, parts[0], parts[1]), parts[3], "/".join(parts[4:]))
+        else:
+            raise HubError(404, "not found")
+
+    def _api(self, method: str, parts: list[str], query: dict[str, list[str]], body: bytes) -> None:
+        if method == "GET" and parts == ["whoami-v2"]:
+            return self._json(200, {"type": "user", "name": self._user(required=True)})
+        if method == "POST" and parts == ["validate-yaml"]:
+            return self._json(200, {"errors": [], "warnings": []})
+        if method == "POST" and parts in (["repos", "create"], ["repos", "delete"]):
+            return self._create_or_delete(parts[1], json.loads(body or b"{}"))
+        if len(parts) < 3 or parts[0] not in REPO_TYPES:
+            raise HubError(404, "not found")
+        kind, namespace, name, rest = parts[0], parts[1], parts[2], parts[3:]
+        if method == "GET" and (not rest or rest[0] == "revision"):
+            repo = self._repo(kind, namespace, name)
+            commit = self._commit(repo, rest[1] if len(rest) > 1 else "main")
+            siblings = [{"rfilename": path} for path in sorted(commit.files)]
+            info = {"id": repo.repo_id, "sha": commit.oid, "siblings": siblings, "private": repo.private}
+            return self._json(200, {**info, "lastModified": "2026-01-01T00:00:00.000Z"})
+        if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
+            return self._tree(self._commit(self._repo(kind, namespace, name), rest[1]), "/".join(rest[2:]), query)
+        if method == "POST" and rest[:1] in (["preupload"], ["commit"], ["branch"]) and len(rest) == 2:
+            repo = self._repo(kind, namespace, name, write=True)
+            handler = {"preupload": self._preupload, "commit": self._new_commit, "branch": self._branch}[rest[0]]
+            return handler(repo, rest[1], body)
+        raise HubError(404, "not found")
+
+    def _create_or_delete(self, action: str, payload: dict[str, Any]) -> None:
+        user = self._user(required=True)
+        namespace = payload.get("organization") or user
+        if namespace != user:
+            raise HubError(403, f"You don't have the rights to create or delete repos in {namespace}")
+        repo_type = payload.get("type") or "model"
+        key = (repo_type, f"{namespace}/{payload['name']}")
+        prefix = "" if repo_type == "model" else f"{repo_type}s/"
+        url = f"{self.base}/{prefix}{key[1]}"
+        if action == "delete":
+            if self.state.repos.pop(key, None) is None:
+                raise HubError(404, "Repository not found", "RepoNotFound")
+            return self._json(200, {})
+        if key in self.state.repos:
+            return self._json(409, {"error": "You already created this model repo", "url": url})
+        private = bool(payload.get("private")) or payload.get("visibility") == "private"
+        repo = Repo(key[1], repo_type, private)
+        initial = {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}
+        repo.branches["main"] = self.state.new_commit(repo, None, "initial commit", initial).oid
+        self.state.repos[key] = repo
+        self._json(200, {"url": url, "name": key[1]})
+
+    def _tree(self, commit: Commit, prefix: str, query: dict[str, list[str]]) -> None:
+        recursive = query.get("recursive", ["false"])[0].lower() == "true"
+        root = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        entries: dict[str, dict[str, Any]] = {}
+        for path, content in sorted(commit.files.items()):
+            if not path.startswith(root):
+                continue
+            pieces = path[len(root) :].split("/")
+            for depth in range(1, len(pieces)):  # the directories on the way
+                directory = root + "/".join(pieces[:depth])
+                if recursive or depth == 1:
+                    entries.setdefault(directory, {"type": "directory", "path": directory, "oid": "0" * 40})
+            if recursive or len(pieces) == 1:
+                entries[path] = {"type": "file", "path": path, "size": len(content), "oid": git_blob_sha1(content)}
+        if root and not entries:
+            raise HubError(404, f"{prefix} not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
+        self._json(200, list(entries.values()))
+
+    def _resolve(self, method: str, repo: Repo, revision: str, path: str) -> None:
+        commit = self._commit(repo, revision)
+        content = commit.files.get(path)
+        if content is None:
+            raise HubError(404, f"{path} not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
+        headers = {
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{git_blob_sha1(content)}"',
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+        }
+        status, data = 200, content
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+        if match and (match[1] or match[2]):
+            size = len(content)
+            start, end = (int(match[1]), int(match[2] or size - 1)) if match[1] else (size - int(match[2]), size - 1)
+            start, end = max(start, 0), min(end, size - 1)
+            status, data = 206, content[start : end + 1]
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        self._send(status, data, headers, head=method == "HEAD")
+
+    def _preupload(self, repo: Repo, revision: str, body: bytes) -> None:
+        head = self._commit(repo, revision)
+        files = []
+        for entry in json.loads(body).get("files", []):
+            existing = head.files.get(entry["path"])
+            oid = git_blob_sha1(existing) if existing is not None else None
+            files.append({"path": entry["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": oid})
+        self._json(200, {"files": files, "commitOid": head.oid})
+
+    def _new_commit(self, repo: Repo, revision: str, body: bytes) -> None:
+        if revision not in repo.branches:
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        head = repo.commits[repo.branches[revision]]
+        files = dict(head.files)
+        summary = ""
+        for line in body.decode().splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            key, value = item["key"], item["value"]
+            if key == "header":
+                summary = value.get("summary", "")
+                parent = value.get("parentCommit")
+                if parent and parent != head.oid:
+                    raise HubError(412, "A commit has happened since. Please refresh and try again.")
+            elif key == "file":
+                files[value["path"]] = base64.b64decode(value["content"])
+            elif key == "deletedFile":
+                files.pop(value["path"], None)
+            elif key == "deletedFolder":
+                folder = value["path"].rstrip("/") + "/"
+                files = {p: c for p, c in files.items() if not p.startswith(folder)}
+            else:
+                raise HubError(400, f"this test server does not support {key!r} operations")
+        commit = self.state.new_commit(repo, head, summary, files)
+        repo.branches[revision] = commit.oid
+        prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
+        url = f"{self.base}/{prefix}{repo.repo_id}/commit/{commit.oid}"
+        self._json(200, {"commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None})
+
+    def _branch(self, repo: Repo, branch: str, body: bytes) -> None:
+        if branch in repo.branches:
+            raise HubError(409, f"Reference already exists: refs/heads/{branch}")
+        start = json.loads(body or b"{}").get("startingPoint") or "main"
+        repo.branches[branch] = self._commit(repo, start).oid
+        self._json(200, {})
+
+
+class HubServer(ThreadingHTTPServer):
+    """`with HubServer(tokens) as hub:` serves on 127.0.0.1 (a free port) until the block ends; `hub.url`."""
+
+    daemon_threads = True
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.state = HubState(tokens)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self._thread = threading.Thread(target=self.serve_forever, name="hub-server", daemon=True)
+
+    def __enter__(self) -> HubServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join()
