@@ -127,3 +127,24 @@ def test_r1_penalty_and_mismatch_term_by_config(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(line["r1_penalty"] > 0 for line in lines)
     assert json.loads((out / "config.json").read_text())["config"]["d_mismatch"] is False
+
+
+def test_class_scores_are_the_projection_of_every_class():
+    model = ganzoo.create_model("cgan", data_info=DIGITS, **TINY)
+    d = model.nets["discriminator"].eval()
+    images, labels = model.sample(4, seed=0), torch.tensor([0, 3, 3, 9])
+    with torch.no_grad():
+        logits, classes = d.scores(images, labels)
+        assert classes.shape == (4, 10)
+        for k in (0, 5):  # changing the label moves the logit by the difference of the two classes' scores
+            moved = d(images, torch.full((4,), k)) - logits
+            assert torch.allclose(moved, classes[:, k] - classes[torch.arange(4), labels], atol=1e-5)
+
+
+def test_class_weight_trains_a_classifier_on_the_projection(tmp_path):
+    out = tmp_path / "run"
+    Trainer("cgan", {**TINY, "class_weight": 1.0}, dcgan_train(steps=2, log_every=1), out=out).fit()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < line["d_class"] < 100 and 0 < line["g_class"] < 100 for line in lines)  # cross-entropies
+    with pytest.raises(UsageError, match="class_weight needs d_conditioning=projection"):
+        ganzoo.create_model("cgan", data_info=DIGITS, class_weight=1.0, d_conditioning="concat", **TINY)

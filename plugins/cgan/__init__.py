@@ -41,6 +41,12 @@ class CGANConfig:
     d_mismatch: bool = option(
         True, "D also sees real images with wrong labels as fake (matching-aware D, Reed et al. 2016)"
     )
+    class_weight: float = option(
+        0.0,
+        "weight of a classification term on the projection's class scores: D learns to classify real images and G"
+        " to draw the requested class (the auxiliary classifier of AC-GAN, Odena et al. 2017); 0: off",
+        min=0,
+    )
     loss: str = option("hinge", "adversarial loss", choices=ADVERSARIAL_LOSSES)
     r1_gamma: float = option(0.0, "R1 penalty weight: adds gamma/2 E||grad D(x)||^2 on real images; 0: off", min=0)
     lr_g: float = option(1e-3, "generator learning rate (Adam; see benchmarks/RESULTS.md)", min=0)
@@ -63,13 +69,17 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     fake_labels = _random_labels(ctx, real.shape[0])
     with torch.no_grad():
         fake = nets["generator"](torch.randn(real.shape[0], ctx.config.latent_dim, device=real.device), fake_labels)
-    real_logits = nets["discriminator"](real, labels)
+    real_logits, real_classes = nets["discriminator"].scores(real, labels)
     fake_logits = nets["discriminator"](fake, fake_labels)
     if ctx.config.d_mismatch and ctx.config.num_classes > 1:  # real images under a wrong label count as fake
         wrong = (labels + torch.randint_like(labels, 1, ctx.config.num_classes)) % ctx.config.num_classes
         fake_logits = torch.cat([fake_logits, nets["discriminator"](real, wrong)])
     loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
     logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+    if ctx.config.class_weight > 0:
+        classification = torch.nn.functional.cross_entropy(real_classes.float(), labels)
+        loss = loss + ctx.config.class_weight * classification
+        logs["d_class"] = classification.detach()
     if ctx.config.r1_gamma > 0:
         penalty = r1_penalty(lambda images: nets["discriminator"](images, labels), real, ctx.scaler)
         loss = loss + 0.5 * ctx.config.r1_gamma * penalty
@@ -84,7 +94,12 @@ def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
 
     labels = _random_labels(ctx, ctx.batch_size)
     fake = nets["generator"](torch.randn(ctx.batch_size, ctx.config.latent_dim, device=ctx.device), labels)
-    return generator_loss(ctx.config.loss, nets["discriminator"](fake, labels)), {}
+    logits, classes = nets["discriminator"].scores(fake, labels)
+    loss = generator_loss(ctx.config.loss, logits)
+    if ctx.config.class_weight == 0:
+        return loss, {}
+    classification = torch.nn.functional.cross_entropy(classes.float(), labels)
+    return loss + ctx.config.class_weight * classification, {"g_class": classification.detach()}
 
 
 class CGAN(GANPlugin):
@@ -110,6 +125,8 @@ class CGAN(GANPlugin):
     def validate(self, config: CGANConfig) -> None:
         if config.resolution not in RESOLUTIONS:
             raise UsageError(f"cgan resolution={config.resolution} is not supported; accepted: 28, 32, 64")
+        if config.class_weight > 0 and config.d_conditioning != "projection":
+            raise UsageError("cgan class_weight needs d_conditioning=projection (the class scores are its projection)")
 
     def build(self, config: CGANConfig, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo_plugins.cgan.networks import ConditionalDiscriminator, ConditionalGenerator

@@ -9,12 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo_plugins.dcgan.networks import init_dcgan_weights
-
-
-def _stages(resolution: int) -> tuple[int, int]:
-    """(base spatial size, number of 2x stages): 28 = 7 x 2^2, 32 = 4 x 2^3, 64 = 4 x 2^4."""
-    return {28: (7, 2), 32: (4, 3), 64: (4, 4)}[resolution]
+from ganzoo_plugins.dcgan.networks import init_dcgan_weights, stages
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -43,7 +38,7 @@ class ConditionalGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim, self.num_classes, self.conditioning = latent_dim, num_classes, conditioning
-        self.base, ups = _stages(resolution)
+        self.base, ups = stages(resolution)
         widths = [width * 2 ** (ups - 1 - i) for i in range(ups)]
         in_dim = latent_dim
         if conditioning == "concat":
@@ -89,7 +84,7 @@ class ConditionalDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes, self.conditioning = num_classes, conditioning
-        _, downs = _stages(resolution)
+        _, downs = stages(resolution)
         widths = [width * 2**i for i in range(downs)]
         wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
         in_channels = channels + (num_classes if conditioning == "concat" else 0)
@@ -108,7 +103,9 @@ class ConditionalDiscriminator(nn.Module):
             nn.init.normal_(embed.weight, 0.0, 0.02)
             self.embed = wrap(embed)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def scores(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and, for the projection D, every class's projection score (N x K): <embed(k), h> for each
+        class k, a classifier that shares the projection's weights (None for the concat D)."""
         if self.conditioning == "concat":
             maps = F.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
@@ -116,6 +113,10 @@ class ConditionalDiscriminator(nn.Module):
             x = block(x)
         features = x.sum(dim=(2, 3))
         logits = self.head(features).squeeze(1)
-        if self.conditioning == "projection":
-            logits = logits + (self.embed(labels) * features).sum(dim=1)
-        return logits
+        if self.conditioning != "projection":
+            return logits, None
+        class_scores = features @ self.embed.weight.t()
+        return logits + class_scores.gather(1, labels[:, None]).squeeze(1), class_scores
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.scores(x, labels)[0]

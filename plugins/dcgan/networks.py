@@ -8,13 +8,10 @@ import torch
 from torch import nn
 
 
-def _base_size(resolution: int) -> int:
-    """Spatial size after the first generator layer: 7 for 28 px (7 -> 14 -> 28), else 4 (4 -> ... -> 64)."""
-    return 7 if resolution == 28 else 4
-
-
-def _num_upsamplings(resolution: int) -> int:
-    return {28: 2, 32: 3, 64: 4}[resolution]
+def stages(resolution: int) -> tuple[int, int]:
+    """(spatial size after the generator's first layer, number of 2x stages): 28 = 7 x 2^2, 32 = 4 x 2^3,
+    64 = 4 x 2^4. The discriminators mirror it: as many stride-2 convolutions, down to the same size."""
+    return {28: (7, 2), 32: (4, 3), 64: (4, 4)}[resolution]
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -37,9 +34,8 @@ class Generator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int, width: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        ups = _num_upsamplings(resolution)
+        self.base, ups = stages(resolution)
         widths = [width * 2 ** (ups - 1 - i) for i in range(ups)]  # e.g. 512, 256, 128, 64 at 64 px
-        self.base = _base_size(resolution)
         # "Project and reshape" (Radford et al.): a linear map of z to base x base feature maps. It equals a
         # transposed convolution on a 1x1 input, and runs about 10x faster under bf16 on the CPU.
         self.project = nn.Linear(latent_dim, widths[0] * self.base**2, bias=False)
@@ -64,7 +60,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, resolution: int, channels: int, width: int, norm: str = "batch") -> None:
         super().__init__()
-        downs = _num_upsamplings(resolution)
+        base, downs = stages(resolution)
         widths = [width * 2**i for i in range(downs)]  # e.g. 64, 128, 256, 512 at 64 px
         wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
         blocks = [nn.Sequential(wrap(nn.Conv2d(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True))]
@@ -74,7 +70,7 @@ class Discriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(w_out))
             layers.append(nn.LeakyReLU(0.2, True))
             blocks.append(nn.Sequential(*layers))
-        blocks.append(nn.Sequential(wrap(nn.Conv2d(widths[-1], 1, _base_size(resolution), 1, 0))))
+        blocks.append(nn.Sequential(wrap(nn.Conv2d(widths[-1], 1, base, 1, 0))))
         self.blocks = nn.ModuleList(blocks)
         self.apply(init_dcgan_weights)
 

@@ -9,12 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganzoo_plugins.dcgan.networks import Generator as DCGANGenerator
-from ganzoo_plugins.dcgan.networks import init_dcgan_weights
-
-
-def _stages(resolution: int) -> tuple[int, int]:
-    """(base spatial size, number of 2x stages): 28 = 7 x 2^2, 32 = 4 x 2^3, 64 = 4 x 2^4."""
-    return {28: (7, 2), 32: (4, 3), 64: (4, 4)}[resolution]
+from ganzoo_plugins.dcgan.networks import init_dcgan_weights, stages
 
 
 def _critic_norm(kind: str, channels: int) -> nn.Module:
@@ -27,7 +22,7 @@ class DCGANCritic(nn.Module):
 
     def __init__(self, resolution: int, channels: int, width: int, norm: str) -> None:
         super().__init__()
-        base, downs = _stages(resolution)
+        base, downs = stages(resolution)
         widths = [width * 2**i for i in range(downs)]
         blocks = [nn.Sequential(nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2))]
         for w_in, w_out in itertools.pairwise(widths):
@@ -79,7 +74,7 @@ class ResNetGenerator(nn.Module):
     def __init__(self, resolution: int, channels: int, latent_dim: int, width: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.base, ups = _stages(resolution)
+        self.base, ups = stages(resolution)
         self.width = width
         self.project = nn.Linear(latent_dim, width * self.base**2)
         self.blocks = nn.Sequential(*(UpBlock(width, width) for _ in range(ups)))
@@ -95,7 +90,7 @@ class ResNetCritic(nn.Module):
 
     def __init__(self, resolution: int, channels: int, width: int, norm: str) -> None:
         super().__init__()
-        _, downs = _stages(resolution)
+        _, downs = stages(resolution)
         blocks: list[nn.Module] = [DownBlock(channels, width, norm, first=True)]
         blocks += [DownBlock(width, width, norm, first=False) for _ in range(downs - 1)]
         self.blocks = nn.ModuleList(blocks)
