@@ -102,38 +102,31 @@ def main() -> None:
 
 
 def write_results(args: argparse.Namespace, rows: list[dict], speed: dict) -> None:
+    """One section per plugin ("image plugins at a fixed budget: <plugin>"), so a run for one plugin leaves the
+    others' sections as they were."""
     from results import write_section
 
-    lines = [
-        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; data "
-        f"`{DATA}` (4,000 digits), each plugin's defaults, seed {args.seed}. Wall time includes data loading, "
-        "sample grids and the final checkpoint; this VM's speed varies up to 2x over minutes.",
-        "",
-        "| plugin | budget | wall time | grid | conditional accuracy |",
-        "|---|---|---|---|---|",
-    ]
     for row in rows:
+        plugin = row["plugin"]
         accuracy = f"{row['accuracy']:.1%} (1,000 per class)" if "accuracy" in row else "n/a (unconditional)"
-        lines.append(
-            f"| {row['plugin']} | {row['steps']} iterations, batch {row['batch']}, {row['precision']} | "
-            f"{row['train_s']:.0f} s | [{row['grid']}]({row['grid']}) | {accuracy} |"
+        fp32, bf16 = statistics.median(speed[plugin]["fp32"]), statistics.median(speed[plugin]["bf16"])
+        lines = [
+            f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; data "
+            f"`{DATA}` (4,000 digits), the plugin's defaults, seed {args.seed}. Wall time includes data loading, "
+            "sample grids and the final checkpoint; this VM's speed varies up to 2x over minutes. Training speed: "
+            f"images/s, median of {args.speed_rounds} alternating runs of {args.speed_iterations} iterations per "
+            "precision, first third excluded (an iteration of wgan-gp draws 5 critic batches).",
+            "",
+            "| budget | wall time | grid | conditional accuracy | images/s fp32 | images/s bf16 | bf16 / fp32 |",
+            "|---|---|---|---|---|---|---|",
+            f"| {row['steps']} iterations, batch {row['batch']}, {row['precision']} | {row['train_s']:.0f} s | "
+            f"[{row['grid']}]({row['grid']}) | {accuracy} | {fp32:.0f} | {bf16:.0f} | {bf16 / fp32:.2f}x |",
+        ]
+        command = (
+            f"python benchmarks/image_plugins.py --plugins {args.plugins} --steps {args.steps} "
+            f"--speed-iterations {args.speed_iterations} --speed-rounds {args.speed_rounds} --write"
         )
-    lines += [
-        "",
-        f"Training speed, images/s (median of {args.speed_rounds} alternating runs of {args.speed_iterations} "
-        "iterations each, first third excluded; an iteration of wgan-gp draws 5 critic batches):",
-        "",
-        "| plugin | fp32 | bf16 | bf16 / fp32 |",
-        "|---|---|---|---|",
-    ]
-    for plugin, by_precision in speed.items():
-        fp32, bf16 = statistics.median(by_precision["fp32"]), statistics.median(by_precision["bf16"])
-        lines.append(f"| {plugin} | {fp32:.0f} | {bf16:.0f} | {bf16 / fp32:.2f}x |")
-    command = (
-        f"python benchmarks/image_plugins.py --plugins {args.plugins} --steps {args.steps} "
-        f"--speed-iterations {args.speed_iterations} --speed-rounds {args.speed_rounds} --write"
-    )
-    write_section("image plugins at a fixed budget", command, "\n".join(lines))
+        write_section(f"image plugins at a fixed budget: {plugin}", command, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def train_and_score(plugin: str, steps: int, seed: int, n: int, extractor, preci
         result = ganzoo.Trainer(plugin, train=train, data=TRAIN, out=Path(tmp) / plugin).fit()
         seconds = time.perf_counter() - start
         batch = ganzoo.Trainer(plugin, train=train).train_config.batch_size
-        scores = evaluate(result.model, HELD_OUT, "fid,kid,pr", extractor, n=n, seed=seed)
+        metrics = "fid,kid,pr,accuracy" if result.model.plugin.conditional else "fid,kid,pr"
+        scores = evaluate(result.model, HELD_OUT, metrics, extractor, n=n, seed=seed)
     return {"plugin": plugin, "seed": seed, "steps": steps, "train_s": round(seconds, 1), "batch": batch, **scores}
 
 
@@ -107,31 +108,42 @@ def write_results(args: argparse.Namespace, plugins: list[str], rows: list[dict]
     """One section per plugin, so that a run for some plugins keeps the others' sections."""
     from results import write_section
 
+    def cells(scores: dict) -> str:
+        return f"{1e3 * scores['kid_mean']:.2f} | {scores['precision']:.3f} | {scores['recall']:.3f}"
+
     for plugin in plugins:
         mine = [row for row in rows if row["plugin"] == plugin]
+        medians = {key: _median(mine, key) for key in ("fid", "kid_mean", "precision", "recall", "train_s")}
+        conditional = "accuracy" in mine[0]
+        extra_head, extra_rule, extra_blank = (" conditional accuracy |", "---|", " |") if conditional else ("", "", "")
         per_seed = ", ".join(f"{row['fid']:.2f}" for row in mine)
+        trained = f"| {plugin}, {mine[0]['steps']} it, batch {mine[0]['batch']} | {medians['fid']:.3f} ({per_seed}) | "
+        trained += f"{cells(medians)} | {medians['train_s']:.0f} |"
+        if conditional:
+            per_seed_accuracy = ", ".join(f"{row['accuracy']:.1%}" for row in mine)
+            trained += f" {_median(mine, 'accuracy'):.1%} ({per_seed_accuracy}) |"
+        top = ceilings[plugin]
         lines = [
             f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}. Budget: "
             f"{mine[0]['steps']} iterations at batch {mine[0]['batch']}, precision `{args.precision}` (bf16 "
             f"autocast on this CPU), trained on `{TRAIN}` (3,000 digits); {args.n} samples of the EMA generator "
             f"scored against the 1,000 held-out digits of `{HELD_OUT}` with the `digits` features (128-d, the "
-            f"shipped classifier). Medians over seeds {args.seeds}; per-seed FID in brackets. KID x 1e3. Published "
-            "anchors (Inception features, full MNIST, so not comparable in scale): Lucic et al. 2018 best MNIST "
-            "FID 6.7 (WGAN), 6.8 (NS-GAN).",
+            f"shipped classifier). Medians over seeds {args.seeds}; per-seed values in brackets. KID x 1e3. "
+            + (
+                "Conditional accuracy: the classes asked for cycle through the samples; the fraction the `digits` "
+                "classifier labels as asked. "
+                if conditional
+                else ""
+            )
+            + "Published anchors (Inception features, full MNIST, so not comparable in scale): Lucic et al. 2018 "
+            "best MNIST FID 6.7 (WGAN), 6.8 (NS-GAN).",
             "",
-            "| model | FID | KID x1e3 | precision | recall | train wall time (s) |",
-            "|---|---|---|---|---|---|",
-            f"| floor: real training digits | {base['fid']:.3f} | {1e3 * base['kid_mean']:.2f} | "
-            f"{base['precision']:.3f} | {base['recall']:.3f} | |",
-            f"| {plugin}, {mine[0]['steps']} it, batch {mine[0]['batch']} | {_median(mine, 'fid'):.3f} "
-            f"({per_seed}) | {1e3 * _median(mine, 'kid_mean'):.2f} | "
-            f"{_median(mine, 'precision'):.3f} | {_median(mine, 'recall'):.3f} | {_median(mine, 'train_s'):.0f} |",
+            f"| model | FID | KID x1e3 | precision | recall | train wall time (s) |{extra_head}",
+            f"|---|---|---|---|---|---|{extra_rule}",
+            f"| floor: real training digits | {base['fid']:.3f} | {cells(base)} | |{extra_blank}",
+            trained,
+            f"| ceiling: untrained {plugin} | {top['fid']:.3f} | {cells(top)} | |{extra_blank}",
         ]
-        top = ceilings[plugin]
-        lines.append(
-            f"| ceiling: untrained {plugin} | {top['fid']:.3f} | {1e3 * top['kid_mean']:.2f} | "
-            f"{top['precision']:.3f} | {top['recall']:.3f} | |"
-        )
         command = f"python benchmarks/quality.py --plugins {plugin} --steps {mine[0]['steps']} --seeds {args.seeds} "
         command += f"--n {args.n} --write"
         write_section(f"quality (digits features): {plugin}", command, "\n".join(lines))

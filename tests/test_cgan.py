@@ -29,6 +29,7 @@ def test_shapes_for_every_conditioning(g_conditioning, d_conditioning, resolutio
         resolution=resolution,
         g_conditioning=g_conditioning,
         d_conditioning=d_conditioning,
+        class_weight=1.0 if d_conditioning == "projection" else 0.0,
         **TINY,
     )
     labels = torch.tensor([0, 3, 9])
@@ -143,8 +144,8 @@ def test_class_scores_are_the_projection_of_every_class():
 
 def test_class_weight_trains_a_classifier_on_the_projection(tmp_path):
     out = tmp_path / "run"
-    Trainer("cgan", {**TINY, "class_weight": 1.0}, dcgan_train(steps=2, log_every=1), out=out).fit()
+    Trainer("cgan", TINY, dcgan_train(steps=2, log_every=1), out=out).fit()
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(0 < line["d_class"] < 100 and 0 < line["g_class"] < 100 for line in lines)  # cross-entropies
-    with pytest.raises(UsageError, match="class_weight needs d_conditioning=projection"):
-        ganzoo.create_model("cgan", data_info=DIGITS, class_weight=1.0, d_conditioning="concat", **TINY)
+    with pytest.raises(UsageError, match=r"class_weight=1.0 needs d_conditioning=projection.*set class_weight=0"):
+        ganzoo.create_model("cgan", data_info=DIGITS, d_conditioning="concat", **TINY)

@@ -1,8 +1,9 @@
-"""Class-conditional GAN as a ganzoo plugin: a DCGAN-style generator conditioned by class through a label
-embedding concatenated to z (or conditional batch norm) and a projection discriminator with spectral norm and
-the hinge loss (Miyato & Koyama 2018; the label as extra input channels as an option) that also learns to reject
-real images under wrong labels (the matching-aware discriminator of Reed et al. 2016). Defaults measured on
-the embedded digits: benchmarks/RESULTS.md, "cgan defaults". The number of classes comes from the data
+"""Class-conditional GAN as a ganzoo plugin: a DCGAN-style generator conditioned by class through conditional
+batch norm (or a label embedding concatenated to z) and a projection discriminator (Miyato & Koyama 2018; the
+label as extra input channels as an option) that also learns to reject real images under wrong labels (the
+matching-aware discriminator of Reed et al. 2016) and to classify real images with its projection's class
+scores (the auxiliary classifier of AC-GAN, Odena et al. 2017). Defaults measured on the embedded digits:
+benchmarks/RESULTS.md, "cgan defaults". The number of classes comes from the data
 (`mnist-4k`, class subfolders of `folder:`, `?classes=` selections) and is saved with the model.
 
 `sample(..., condition=labels)` draws the given classes; without labels the classes cycle 0, 1, ..., K-1.
@@ -30,28 +31,28 @@ class CGANConfig:
     g_width: int = option(64, "generator width: channels of its last hidden layer", min=1)
     d_width: int = option(64, "discriminator width: channels of its first layer", min=1)
     g_conditioning: str = option(
-        "concat",
+        "cbn",
         "how G sees the class: concat (embedding joined to z) or cbn (conditional batch norm)",
         choices=("concat", "cbn"),
     )
     d_conditioning: str = option(
         "projection", "how D sees the class: projection or concat", choices=("projection", "concat")
     )
-    d_norm: str = option("spectral", "normalisation in D", choices=("spectral", "batch", "none"))
+    d_norm: str = option("batch", "normalisation in D", choices=("batch", "spectral", "none"))
     d_mismatch: bool = option(
         True, "D also sees real images with wrong labels as fake (matching-aware D, Reed et al. 2016)"
     )
     class_weight: float = option(
-        0.0,
+        1.0,
         "weight of a classification term on the projection's class scores: D learns to classify real images and G"
         " to draw the requested class (the auxiliary classifier of AC-GAN, Odena et al. 2017); 0: off",
         min=0,
     )
-    loss: str = option("hinge", "adversarial loss", choices=ADVERSARIAL_LOSSES)
+    loss: str = option("non-saturating", "adversarial loss", choices=ADVERSARIAL_LOSSES)
     r1_gamma: float = option(0.0, "R1 penalty weight: adds gamma/2 E||grad D(x)||^2 on real images; 0: off", min=0)
-    lr_g: float = option(1e-3, "generator learning rate (Adam; see benchmarks/RESULTS.md)", min=0)
-    lr_d: float = option(1e-3, "discriminator learning rate (Adam)", min=0)
-    betas: tuple[float, float] = option((0.0, 0.999), "Adam betas of both networks")
+    lr_g: float = option(3.2e-3, "generator learning rate (Adam; see benchmarks/RESULTS.md)", min=0)
+    lr_d: float = option(3.2e-3, "discriminator learning rate (Adam)", min=0)
+    betas: tuple[float, float] = option((0.5, 0.999), "Adam betas of both networks")
 
 
 def _random_labels(ctx: Any, n: int) -> Any:
@@ -105,7 +106,7 @@ def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
 class CGAN(GANPlugin):
     name = "cgan"
     modality = "image"
-    description = "Conditional GAN: class-embedding generator, projection discriminator (Miyato & Koyama 2018)."
+    description = "Conditional GAN: conditional-batch-norm generator, projection discriminator (Miyato & Koyama 2018)."
     version = "1.0.0"
     Config = CGANConfig
     conditional = True
@@ -126,7 +127,10 @@ class CGAN(GANPlugin):
         if config.resolution not in RESOLUTIONS:
             raise UsageError(f"cgan resolution={config.resolution} is not supported; accepted: 28, 32, 64")
         if config.class_weight > 0 and config.d_conditioning != "projection":
-            raise UsageError("cgan class_weight needs d_conditioning=projection (the class scores are its projection)")
+            raise UsageError(
+                f"cgan class_weight={config.class_weight} needs d_conditioning=projection (the class scores are its "
+                "projection); with d_conditioning=concat set class_weight=0"
+            )
 
     def build(self, config: CGANConfig, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo_plugins.cgan.networks import ConditionalDiscriminator, ConditionalGenerator
