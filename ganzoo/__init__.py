@@ -30,6 +30,7 @@ _EXPORTS = {
     "load_pretrained": "ganzoo.hub",
     "save_pretrained": "ganzoo.hub",
     "push_to_hub": "ganzoo.hub",
+    "prepare_finetune": "ganzoo.transfer",
     "losses": "ganzoo.losses",
     "metrics": "ganzoo.metrics",
     "evaluate": "ganzoo.metrics.evaluation",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ganzoo.model import GANModel, create_model
     from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep, option
     from ganzoo.registry import get_plugin, list_models, register, unregister
+    from ganzoo.transfer import prepare_finetune
 
 
 def __getattr__(name: str) -> Any:

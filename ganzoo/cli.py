@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ganzoo import __version__
 from ganzoo.errors import GanzooError, UsageError
+
+if TYPE_CHECKING:
+    from ganzoo.engine.trainer import Trainer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -117,77 +121,135 @@ def info(name: str) -> None:
         click.echo(f"  {doc.name:<18} {doc.type_name:<22} {_format_default(default):<16} {doc.help}")
 
 
-@cli.command()
-@click.argument("name")
-@click.option("--data", "data", default=None, help="data spec: mnist-4k (default), folder:PATH, mnist, ...")
-@click.option("--steps", type=int, default=None, help="iterations of the update schedule")
-@click.option("--epochs", type=float, default=None, help="passes over the data (instead of --steps)")
-@click.option("--batch-size", type=int, default=None, help="images per update step (all ranks together)")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N")
-@click.option("--set", "set_options", multiple=True, metavar="KEY=VALUE", help="override a config value")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help=".json or .toml")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory")
-@click.option("--resume", is_flag=True, help="continue the run in --out (or the newest run of NAME)")
-@click.option("--seed", type=int, default=None)
-@click.option("--eval-every", type=click.IntRange(min=1), default=None, help="evaluate every N iterations (FID)")
-def train(
-    name: str,
-    data: str | None,
-    steps: int | None,
-    epochs: float | None,
-    batch_size: int | None,
-    precision: str | None,
-    device: str | None,
-    set_options: tuple[str, ...],
-    config_file: str | None,
-    out: str | None,
-    resume: bool,
-    seed: int | None,
-    eval_every: int | None,
-) -> None:
-    """Train the plugin NAME (see `ganzoo list`).
+def _diffaugment_policy(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--diffaugment: checked at once, so a misspelt op fails before any data is loaded."""
+    from ganzoo.augment import parse_policy
 
-    With --eval-every N the EMA generator is scored every N iterations (`eval_metrics`, `eval_features`,
-    `eval_n`, `eval_data` via --set); the scores go to metrics.jsonl and eval.json, the best weights to
-    checkpoints/best.
-    """
+    if value is not None:
+        parse_policy(value)
+    return value
+
+
+def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `train` and `finetune` share."""
+    options = [
+        click.option("--steps", type=int, default=None, help="iterations of the update schedule"),
+        click.option("--epochs", type=float, default=None, help="passes over the data (instead of --steps)"),
+        click.option("--batch-size", type=int, default=None, help="images per update step (all ranks together)"),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None),
+        click.option("--device", default=None, help="auto, cpu, cuda or cuda:N"),
+        click.option("--set", "set_options", multiple=True, metavar="KEY=VALUE", help="override a config value"),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help=".json or .toml"),
+        click.option("--out", type=click.Path(file_okay=False), default=None, help="run directory"),
+        click.option("--seed", type=int, default=None),
+        click.option(
+            "--eval-every", type=click.IntRange(min=1), default=None, help="evaluate every N iterations (FID)"
+        ),
+        click.option(
+            "--diffaugment",
+            default=None,
+            metavar="OPS",
+            callback=_diffaugment_policy,
+            help="DiffAugment on every discriminator input: color,translation,cutout (any of them)",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _overrides(config_file: str | None, set_options: tuple[str, ...], **flags: Any) -> dict[str, Any]:
+    """Config file, then --set, then the flags given: the overrides of a training run."""
     from ganzoo.config import load_config_file, parse_set_options
-    from ganzoo.registry import get_plugin
 
-    if steps is not None and epochs is not None:
+    if flags.get("steps") is not None and flags.get("epochs") is not None:
         raise UsageError("give --steps or --epochs, not both")
-    plugin = get_plugin(name)
     overrides: dict[str, Any] = load_config_file(config_file) if config_file else {}
     overrides.update(parse_set_options(set_options))
-    flags = {
-        "steps": steps,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "precision": precision,
-        "device": device,
-        "seed": seed,
-        "eval_every": eval_every,
-    }
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    if epochs is not None:
+    if flags.get("epochs") is not None:
         overrides.pop("steps", None)
+    return overrides
 
+
+def _fit(trainer: Trainer) -> None:
+    """Run a trainer and print where its results are; an interrupt says how to continue."""
     from ganzoo.engine.distributed import from_environment
-    from ganzoo.engine.trainer import Trainer, split_overrides
 
-    model_overrides, train_overrides = split_overrides(plugin, overrides)
-    trainer = Trainer(plugin, model_overrides, train_overrides, data=data, out=out, resume=resume)
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
         raise GanzooError(
-            f"interrupted at step {trainer.step}; continue with: ganzoo train {name} --out {trainer.run_dir} --resume"
+            f"interrupted at step {trainer.step}; continue with: ganzoo train {trainer.plugin.name} "
+            f"--out {trainer.run_dir} --resume"
         ) from None
     if from_environment().is_main:  # under torchrun, one report
         click.echo(f"run: {result.run_dir}")
         click.echo(f"checkpoint: {result.checkpoint}")
         click.echo(f"samples: {result.samples}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--data", "data", default=None, help="data spec: folder:PATH, mnist, ... (default: the plugin's, else mnist-4k)"
+)
+@_training_options
+@click.option("--resume", is_flag=True, help="continue the run in --out (or the newest run of NAME)")
+def train(
+    name: str,
+    data: str | None,
+    set_options: tuple[str, ...],
+    config_file: str | None,
+    out: str | None,
+    resume: bool,
+    **flags: Any,
+) -> None:
+    """Train the plugin NAME (see `ganzoo list`).
+
+    With --eval-every N the EMA generator is scored every N iterations (`eval_metrics`, `eval_features`,
+    `eval_n`, `eval_data` via --set); the scores go to metrics.jsonl and eval.json, the best weights to
+    checkpoints/best. --diffaugment (DiffAugment, Zhao et al. 2020) helps when the data is small.
+    """
+    from ganzoo.registry import get_plugin
+
+    plugin = get_plugin(name)
+    overrides = _overrides(config_file, set_options, **flags)
+
+    from ganzoo.engine.trainer import Trainer, split_overrides
+
+    model_overrides, train_overrides = split_overrides(plugin, overrides)
+    _fit(Trainer(plugin, model_overrides, train_overrides, data=data, out=out, resume=resume))
+
+
+@cli.command()
+@click.option("--from", "source", required=True, help="the pretrained model: user/repo[@rev], a saved model or a run")
+@click.option("--data", "data", required=True, help="data spec to fine-tune on, e.g. 'mnist-4k?classes=5-9&n=100'")
+@_training_options
+@click.option(
+    "--freeze-d", type=click.IntRange(min=0), default=None, help="FreezeD: freeze the first N discriminator blocks"
+)
+def finetune(
+    source: str, data: str, set_options: tuple[str, ...], config_file: str | None, out: str | None, **flags: Any
+) -> None:
+    """Fine-tune a pretrained model on new data: a new run that starts from SOURCE's generator, discriminator and
+    EMA weights with fresh optimizers.
+
+    The architecture is SOURCE's: --set may change training settings only (learning rates, betas, loss,
+    penalty weights, training options). A conditional model re-sizes its class embeddings and heads to the
+    data's classes (copying the overlapping rows); data at another resolution is resized to the model's. The
+    source's Hub repo and commit are recorded as `base_model` (config.json, and the card of a push).
+    """
+    from ganzoo.transfer import prepare_finetune
+
+    overrides = _overrides(config_file, set_options, **flags)
+    plan = prepare_finetune(source, data, overrides, out=out)
+    base = plan.base_model
+    origin = f"{base['repo_id']} (commit {base['commit']})" if base.get("repo_id") else str(base["path"])
+    click.echo(f"fine-tuning {plan.source.plugin.name} from {origin}")
+    for note in plan.notes:
+        click.echo(note)
+    _fit(plan.trainer)
 
 
 @cli.command()
@@ -287,6 +349,29 @@ def push(source: str, repo_id: str, private: bool, revision: str | None, message
     from ganzoo.hub import push_to_hub
 
     click.echo(push_to_hub(source, repo_id, private=private, revision=revision, commit_message=message))
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--input", "inputs", required=True, type=click.Path(), help="an image file or a directory of images")
+@click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for the translations")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-ema", is_flag=True, help="use the raw generators instead of their EMA copies")
+def translate(source: str, inputs: str, direction: str, out: str, device: str, no_ema: bool) -> None:
+    """Translate images with an image-to-image model such as cyclegan (SOURCE: a run, checkpoint, saved model or
+    Hub repo).
+
+    Every image under --input is resized to the model's resolution, translated, resized back to its own size and
+    written under the same name (and sub-folder) in --out.
+    """
+    from ganzoo.engine.precision import resolve_device
+    from ganzoo.hub import load_pretrained
+    from ganzoo.translate import translate as translate_images
+
+    model = load_pretrained(source, device=resolve_device(device))
+    written = translate_images(model, inputs, direction=direction, out_dir=out, use_ema=not no_ema)
+    click.echo(f"translated {len(written)} image(s) into {out}")
 
 
 @cli.command()

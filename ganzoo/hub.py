@@ -152,6 +152,10 @@ def model_card(record: Mapping[str, Any], repo_id: str | None = None, sample_fil
         "It loads with ganzoo's installed plugin of that name; no code is run from this repository.",
         "",
     ]
+    base = _base_model_id(record)
+    if base:
+        commit = (record.get("base_model") or {}).get("commit")
+        lines += [f"Fine-tuned from `{base}`" + (f" (commit `{commit}`)." if commit else "."), ""]
     if sample_file:
         lines += [f"![samples from the EMA generator]({sample_file})", ""]
     lines += [

@@ -77,12 +77,13 @@ class GANModel:
         self, n: int, seed: int | None = None, label: int | None = None, use_ema: bool = True
     ) -> tuple[torch.Tensor | list[str], int | None]:
         """Samples for a grid and its images per row: for a conditional model, `label`'s class only, or (no
-        label) one row per class with n // classes images each; otherwise n samples, rows left to the grid."""
+        label) one row per class with n // classes images each; otherwise n samples in rows of the plugin's
+        `grid_columns` (None: a square grid)."""
         classes = self.data_info.num_classes or 0
         if not self.plugin.conditional:
             if label is not None:
                 raise UsageError(f"{self.plugin.name} is not a conditional model; it takes no label")
-            return self.sample(n, seed=seed, use_ema=use_ema), None
+            return self.sample(n, seed=seed, use_ema=use_ema), self.plugin.grid_columns
         if label is not None:
             if not 0 <= label < classes:
                 names = [str(name) for name in self.data_info.extras.get("class_names") or []]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ganzoo.config import option
+from ganzoo.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -127,6 +128,11 @@ class GANPlugin:
     """Overrides of the engine's `TrainConfig` defaults that suit this architecture (steps, batch size, EMA)."""
     conditional: ClassVar[bool] = False
     """True when `sample` takes class labels (a LongTensor of n labels in 0..num_classes-1) as `condition`."""
+    default_data: ClassVar[str | None] = None
+    """The data spec `ganzoo train` uses without --data (None: the embedded `mnist-4k` digits)."""
+    grid_columns: ClassVar[int | None] = None
+    """Images per row of sample grids when the samples come in groups (e.g. input, translation, reconstruction);
+    None: a square grid."""
 
     def default_config(self) -> Any:
         return self.Config()
@@ -167,6 +173,11 @@ class GANPlugin:
     ) -> torch.Tensor | list[str]:
         """n samples: images in [-1, 1] as an (n, C, H, W) tensor, or a list of strings for text."""
         raise NotImplementedError(f"plugin {self.name!r} does not implement sample()")
+
+    def translate(self, nets: Nets, images: torch.Tensor, direction: str) -> torch.Tensor:
+        """Image-to-image plugins: `images` of one domain in [-1, 1] at the model's resolution, translated in
+        `direction` (e.g. a2b, b2a)."""
+        raise UsageError(f"{self.name} does not translate images; image-to-image plugins do (e.g. cyclegan)")
 
     def frozen_d_blocks(self, nets: Nets) -> Sequence[nn.Module]:
         """The discriminator's blocks from input to output, for FreezeD; default: none declared."""

@@ -27,8 +27,6 @@ from ganzoo.hub import FORMAT_VERSION, model_card, parse_hub_source
 from ganzoo.metrics.evaluation import record_evaluation
 from ganzoo.model import load_run
 
-TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
-
 
 def invoke(*args: object) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ganzoo")
@@ -67,36 +65,6 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def run_dir(trained) -> Path:
     return trained.run_dir
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A fresh Hub server that huggingface_hub talks to (here and in subprocesses), an empty cache, alice's token."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf-home"
-    with HubServer(TOKENS) as server:
-        template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
-        for name, value in {
-            "ENDPOINT": server.url,
-            "HUGGINGFACE_CO_URL_TEMPLATE": template,
-            "HF_HUB_CACHE": str(home / "hub"),
-            "HF_XET_CACHE": str(home / "xet"),
-            "HF_TOKEN_PATH": str(home / "token"),
-            "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-            "HF_HUB_DISABLE_TELEMETRY": True,
-        }.items():
-            monkeypatch.setattr(constants, name, value)
-        for name, value in {
-            "HF_ENDPOINT": server.url,
-            "HF_HOME": str(home),
-            "HF_TOKEN": "tok-alice",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.chdir(tmp_path)
-        yield server
 
 
 def push(source: object, repo_id: str, *extra: str) -> str:
@@ -393,7 +361,7 @@ def test_push_while_offline(hub, run_dir, monkeypatch):
 def test_unreachable_hub(hub, run_dir, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    with HubServer(TOKENS) as closed:
+    with HubServer(dict(hub.state.tokens)) as closed:
         url = closed.url  # a port that nothing listens on once the block ends
     monkeypatch.setattr(constants, "ENDPOINT", url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")

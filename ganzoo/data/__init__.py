@@ -1,4 +1,4 @@
-"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets) resolved to in-memory datasets."""
+"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets, `unpaired:...`) resolved to in-memory datasets."""
 
 from ganzoo.data.images import TensorImageDataset, pass_through
 from ganzoo.data.sources import (
@@ -9,11 +9,14 @@ from ganzoo.data.sources import (
     register_data,
     resolve_data,
 )
+from ganzoo.data.unpaired import UnpairedDataset, UnpairedSource
 
 __all__ = [
     "DEFAULT_DATA",
     "DataSource",
     "TensorImageDataset",
+    "UnpairedDataset",
+    "UnpairedSource",
     "accepted_specs",
     "cache_dir",
     "pass_through",

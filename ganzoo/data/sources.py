@@ -1,7 +1,8 @@
 """Data specs: the strings users pass to `--data`, resolved to sources that build datasets for a model.
 
 Accepted specs: `mnist-4k` (embedded, the default), `folder:PATH`, and the torchvision sets `mnist`,
-`fashion-mnist`, `cifar10` (downloaded to the ganzoo cache on first use). `register_data` adds more.
+`fashion-mnist`, `cifar10` (downloaded to the ganzoo cache on first use); `ganzoo.data.unpaired` registers the
+two-domain specs `unpaired:DIR_A,DIR_B`, `unpaired:ROOT` and `digits-8x8-to-mnist`. `register_data` adds more.
 Any spec takes a selection after `?`: `mnist-4k?split=test`, `mnist-4k?classes=5-9&n=100&seed=1`.
 """
 

@@ -7,6 +7,7 @@ import dataclasses
 from ganzoo.config import option
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "linear-decay")
 
 
 @dataclasses.dataclass
@@ -18,6 +19,14 @@ class TrainConfig:
     batch_size: int = option(64, "images per update step, summed over all DDP ranks", min=1)
     precision: str = option("auto", "fp32, bf16 (autocast), fp16 (autocast + GradScaler) or auto", choices=PRECISIONS)
     device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
+    lr_schedule: str = option(
+        "constant",
+        "learning rates of every optimizer: constant, or linear-decay (constant, then linearly down towards 0)",
+        choices=LR_SCHEDULES,
+    )
+    lr_decay_start: float = option(
+        0.5, "linear-decay: the fraction of the iterations after which the learning rates decay", min=0, max=1
+    )
     seed: int = option(0, "seed of every random stream (weights, noise, data order)")
     deterministic: bool = option(False, "use only deterministic kernels (slower on CUDA)")
     ema_decay: float = option(0.999, "EMA decay of the generator weights; 0 turns the EMA off", min=0, max=1)
@@ -26,6 +35,10 @@ class TrainConfig:
     )
     ema_start: int = option(0, "iterations before the EMA starts averaging (it copies the weights until then)", min=0)
     channels_last: bool = option(False, "store 4-D weights and image batches channels-last (faster convolutions)")
+    diffaugment: str = option(
+        "", "DiffAugment ops on every discriminator input, comma-separated: color, translation, cutout; empty: off"
+    )
+    freeze_d: int = option(0, "FreezeD: freeze the first N discriminator blocks (fine-tuning); 0: off", min=0)
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from ganzoo import __version__
+from ganzoo import __version__, augment
 from ganzoo.config import config_to_dict, replace_config
 from ganzoo.data import DataSource, resolve_data
 from ganzoo.engine import checkpoint as ckpt
@@ -38,6 +38,7 @@ from ganzoo.plugin import GANPlugin, OptimizerSpec, StepContext, UpdateStep
 from ganzoo.registry import get_plugin
 
 Callback = Callable[["Trainer", int], None]
+Initializer = Callable[[GANModel], None]
 BEST = "best"  # checkpoints/best: the weights of the best evaluation
 MAX_CONSECUTIVE_SKIPS = 30  # fp16 steps skipped in a row (scale / 2^30) before training counts as diverged
 
@@ -72,6 +73,21 @@ def make_optimizer(spec: OptimizerSpec, params: Sequence[nn.Parameter]) -> torch
     return kinds[spec.kind]()
 
 
+def lr_factor(step: int, total_steps: int, schedule: str, decay_start: float) -> float:
+    """The multiplier of every base learning rate at iteration `step` (0-based) of `total_steps`.
+
+    `constant`: 1. `linear-decay`: 1 for the first `decay_start` fraction of the iterations, then falling
+    linearly so that the last iteration runs at 1/(decaying iterations) of the base rate (it reaches 0 just after
+    training ends), as in CycleGAN's schedule (Zhu et al. 2017).
+    """
+    if schedule == "constant":
+        return 1.0
+    start = round(decay_start * total_steps)
+    if step < start:
+        return 1.0
+    return (total_steps - step) / (total_steps - start)
+
+
 def _to_device(tensor: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
     tensor = tensor.to(device, non_blocking=True)
     return tensor.contiguous(memory_format=memory_format) if tensor.ndim == 4 else tensor
@@ -99,12 +115,17 @@ class _Run:
     emas: dict[str, ModelEmaV3]
     schedule: list[UpdateStep]
     optimizers: dict[str, torch.optim.Optimizer]
+    base_lrs: dict[str, float]
     scalers: dict[str, torch.amp.GradScaler]
     stream: BatchStream
     context: StepContext
     total_steps: int
     images_per_iteration: int
     images_seen: int = 0
+    frozen: list[nn.Parameter] = dataclasses.field(default_factory=list)
+    """FreezeD: discriminator parameters that no optimizer updates."""
+    hooks: list[Any] = dataclasses.field(default_factory=list)
+    """DiffAugment's forward pre-hooks on the discriminators, removed when training ends."""
 
 
 class _Window:
@@ -157,6 +178,9 @@ class Trainer:
         out: the run directory (default `runs/<plugin>-<timestamp>`).
         resume: continue the run in `out` from its newest checkpoint.
         callbacks: called as `callback(trainer, step)` after every iteration.
+        init: called as `init(model)` on a new run once the networks and their EMA copies are built, before the
+            optimizers: loads the starting weights (fine-tuning, `ganzoo.transfer`). Not called on resume.
+        record: extra keys for the run's config.json (e.g. `base_model`).
     """
 
     def __init__(
@@ -168,6 +192,8 @@ class Trainer:
         out: str | Path | None = None,
         resume: bool = False,
         callbacks: Sequence[Callback] = (),
+        init: Initializer | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> None:
         self.plugin = plugin if isinstance(plugin, GANPlugin) else get_plugin(plugin)
         self.model_overrides = dict(config or {})
@@ -178,6 +204,9 @@ class Trainer:
         self.resume = resume
         self.run_dir = Path(out) if out is not None else None
         self.callbacks = list(callbacks)
+        self.init = init
+        self.record = dict(record or {})
+        augment.parse_policy(self.train_config.diffaugment)  # a bad policy fails here, not after loading data
         self.step = 0
         self.model: GANModel | None = None
         self.best: dict[str, Any] | None = None
@@ -284,7 +313,10 @@ class Trainer:
     def _setup(self, dist: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> _Run:
         """Data, networks (on the device, broadcast from rank 0), EMA, optimizers, scalers, batch stream."""
         tc = self.train_config
-        source = self.data_spec if isinstance(self.data_spec, DataSource) else resolve_data(self.data_spec)
+        if isinstance(self.data_spec, DataSource):
+            source = self.data_spec
+        else:  # no --data: the plugin's own default data when it names one (e.g. a two-domain set), else mnist-4k
+            source = resolve_data(self.data_spec or self.plugin.default_data)
         native = source.info()
         model_config = resolve_model_config(self.plugin, saved["config"] if saved else self.model_overrides, native)
         dataset = source.load(**self.plugin.data_options(model_config))
@@ -308,11 +340,20 @@ class Trainer:
                     warmup_power=tc.ema_warmup_power or 1.0,
                 )
                 model.ema[role] = emas[role].module
+        if saved is None and self.init is not None:
+            self.init(model)
         self.model = model
 
         schedule = list(self.plugin.schedule(model_config))
         specs = self.plugin.optimizers(model_config)
-        optimizers = {role: make_optimizer(spec, list(model.nets[role].parameters())) for role, spec in specs.items()}
+        frozen = self._freeze_d(model)
+        frozen_ids = {id(p) for p in frozen}
+        optimizers = {}
+        for role, spec in specs.items():
+            trainable = [p for p in model.nets[role].parameters() if id(p) not in frozen_ids]
+            if frozen and not trainable:
+                raise UsageError(f"freeze_d={tc.freeze_d} leaves the {role} nothing to train; freeze fewer blocks")
+            optimizers[role] = make_optimizer(spec, trainable)
         missing = sorted({r for s in schedule for r in s.networks} - set(optimizers))
         if missing:
             raise PluginError(f"plugin {self.plugin.name} gives no optimizer for {', '.join(missing)}")
@@ -347,12 +388,42 @@ class Trainer:
             emas=emas,
             schedule=schedule,
             optimizers=optimizers,
+            base_lrs={role: spec.lr for role, spec in specs.items()},
             scalers={s.name: make_scaler(device, precision) for s in schedule},
             stream=stream,
             context=StepContext(0, device, precision, model_config, data_info, per_rank_batch),
             total_steps=total_steps,
             images_per_iteration=tc.batch_size * draws,
+            frozen=frozen,
+            hooks=self._install_diffaugment(model, schedule),
         )
+
+    def _freeze_d(self, model: GANModel) -> list[nn.Parameter]:
+        """FreezeD (Mo et al. 2020): the parameters of the first `freeze_d` blocks the plugin declares."""
+        count = self.train_config.freeze_d
+        if count == 0:
+            return []
+        blocks = list(self.plugin.frozen_d_blocks(model.nets))
+        if not blocks:
+            raise UsageError(f"freeze_d needs discriminator blocks, and {self.plugin.name} declares none")
+        if count > len(blocks):
+            raise UsageError(
+                f"freeze_d={count} but the {self.plugin.name} discriminator has {len(blocks)} blocks; "
+                f"accepted: 0-{len(blocks)}"
+            )
+        frozen = [p for block in blocks[:count] for p in block.parameters()]
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        return frozen
+
+    def _install_diffaugment(self, model: GANModel, schedule: Sequence[UpdateStep]) -> list[Any]:
+        """DiffAugment on the inputs of every trained network that is not a generator (the discriminators)."""
+        if not self.train_config.diffaugment:
+            return []
+        if self.plugin.modality == "text":
+            raise UsageError(f"diffaugment augments images, and {self.plugin.name} is a text model")
+        roles = sorted({r for s in schedule for r in s.networks} - set(self.plugin.generator_roles))
+        return augment.install([model.nets[role] for role in roles], self.train_config.diffaugment)
 
     def _restore(self, run: _Run) -> None:
         """Load the newest checkpoint: weights (EMA too), optimizer and scaler state, RNG, data position."""
@@ -415,6 +486,8 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(self, self.step)
         finally:
+            for hook in run.hooks:
+                hook.remove()
             if logger is not None:
                 logger.close()
         if run.dist.is_main and sample_path is None:
@@ -430,10 +503,18 @@ class Trainer:
     def _iteration(self, run: _Run, window: _Window) -> list[tuple[str, torch.Tensor]]:
         """One pass over the update schedule, then buffer sync and EMA; returns each update's loss."""
         run.context.step = self.step
+        tc = self.train_config
+        if tc.lr_schedule != "constant":
+            factor = lr_factor(self.step, run.total_steps, tc.lr_schedule, tc.lr_decay_start)
+            for role, optimizer in run.optimizers.items():
+                for group in optimizer.param_groups:
+                    group["lr"] = run.base_lrs[role] * factor
         losses = []
         for update in run.schedule:
             for role, net in run.model.nets.items():  # only the updated networks build gradients
                 net.requires_grad_(role in update.networks)
+            for parameter in run.frozen:
+                parameter.requires_grad_(False)
             for _ in range(update.repeats):
                 batch = {}
                 if update.needs_data:
@@ -568,6 +649,7 @@ class Trainer:
             "device": run.device.type,
             "world_size": run.dist.world_size,
             "created": datetime.now().isoformat(timespec="seconds"),
+            **self.record,
         }
         ckpt.write_text_atomic(self.run_dir / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
 
@@ -636,4 +718,4 @@ def _gather(tensor: torch.Tensor, run: _Run) -> list[torch.Tensor]:
     return [t.cpu() for t in gathered]
 
 
-__all__ = ["TrainResult", "Trainer", "split_overrides"]
+__all__ = ["TrainResult", "Trainer", "lr_factor", "split_overrides"]

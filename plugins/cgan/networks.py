@@ -103,8 +103,10 @@ class ConditionalDiscriminator(nn.Module):
             nn.init.normal_(embed.weight, 0.0, 0.02)
             self.embed = wrap(embed)
 
-    def scores(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The logits and, for the projection D, every class's projection score (N x K): <embed(k), h> for each
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor, class_scores: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits; with `class_scores`, also every class's projection score (N x K): <embed(k), h> for each
         class k, a classifier that shares the projection's weights (None for the concat D)."""
         if self.conditioning == "concat":
             maps = F.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
@@ -113,10 +115,12 @@ class ConditionalDiscriminator(nn.Module):
             x = block(x)
         features = x.sum(dim=(2, 3))
         logits = self.head(features).squeeze(1)
-        if self.conditioning != "projection":
-            return logits, None
-        class_scores = features @ self.embed.weight.t()
-        return logits + class_scores.gather(1, labels[:, None]).squeeze(1), class_scores
+        scores = None
+        if self.conditioning == "projection":
+            scores = features @ self.embed.weight.t()
+            logits = logits + scores.gather(1, labels[:, None]).squeeze(1)
+        return (logits, scores) if class_scores else logits
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.scores(x, labels)[0]
+    def scores(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, class scores) through `__call__`, so forward hooks (DiffAugment) apply."""
+        return self(x, labels, class_scores=True)

@@ -1,0 +1,217 @@
+"""Fine-tuning from pretrained weights: load a source model, keep its architecture, map its weights onto a new run.
+
+`prepare_finetune(source, data, overrides)` loads any `ganzoo.load_pretrained` source (a Hub repo, a saved
+model, a run or checkpoint) and returns a `Trainer` whose networks (generator, discriminator and EMA copies)
+start from the source's weights with fresh optimizers, plus the notes a user should read:
+
+- the model config is the source's; `overrides` may change training hyper-parameters only (learning rates,
+  betas, the loss, penalty weights, any `TrainConfig` field). An override that changes the networks (their
+  parameter names or shapes, e.g. a width or the resolution) is a `UsageError` naming the key;
+- class re-heading: when a conditional model (its config's `num_classes` follows the data) is fine-tuned on data
+  with another number of classes, every tensor whose shape differs from the source's only along class
+  dimensions (embeddings, projection heads, label input channels) is re-sized and its overlapping rows copied;
+  the rest is kept and a note lists the re-sized tensors;
+- data at another resolution (or channel count) than the model's is converted to the model's, with a note;
+- the source's Hub repo id and resolved commit go to the run's config.json as `base_model`, which
+  `save_pretrained` and `push_to_hub` carry into the model card.
+
+FreezeD (`TrainConfig.freeze_d`) and DiffAugment (`TrainConfig.diffaugment`) are training settings that the
+engine applies; they work in `train` too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ganzoo.config import config_to_dict
+from ganzoo.data import DataSource, resolve_data
+from ganzoo.errors import GanzooError, UsageError
+from ganzoo.model import EMA_SUFFIX, GANModel, build_model, resolve_model_config
+from ganzoo.plugin import DataInfo, GANPlugin
+
+if TYPE_CHECKING:
+    from ganzoo.engine.trainer import Callback, Trainer
+
+CLASSES_KEY = "num_classes"
+"""The config field of a conditional plugin that follows the data's number of classes."""
+
+
+@dataclasses.dataclass
+class Finetune:
+    """A prepared fine-tuning run: call `trainer.fit()`; `notes` says what was adapted (print them)."""
+
+    trainer: Trainer
+    source: GANModel
+    base_model: dict[str, Any]
+    notes: list[str]
+
+
+def base_model_record(model: GANModel) -> dict[str, Any]:
+    """Where a fine-tuned model came from: the Hub repo id and resolved commit, else the local path and step."""
+    if model.info.get("repo_id"):
+        return {"repo_id": model.info["repo_id"], "commit": model.info.get("commit")}
+    return {"path": str(Path(str(model.info.get("source", ""))).resolve()), "step": model.info.get("step")}
+
+
+def _signature(plugin: GANPlugin, config: Any, data_info: DataInfo) -> dict[str, tuple[int, ...]]:
+    """Every tensor name and shape of the networks a config builds (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        model = build_model(plugin, config, data_info, with_ema=False)
+    return {key: tuple(tensor.shape) for key, tensor in model.weights().items()}
+
+
+def _check_architecture(source: GANModel, overrides: Mapping[str, Any]) -> None:
+    """Refuse an override that changes the source's networks (names or shapes of their tensors)."""
+    plugin, base = source.plugin, config_to_dict(source.config)
+    reference = _signature(plugin, source.config, source.data_info)
+    for key, value in overrides.items():
+        if key == CLASSES_KEY and plugin.conditional:
+            raise UsageError(f"{key} cannot be set when fine-tuning: the number of classes comes from --data")
+        config = resolve_model_config(plugin, {**base, key: value}, source.data_info)
+        if _signature(plugin, config, source.data_info) != reference:
+            raise UsageError(
+                f"{key} is part of the {plugin.name} architecture and fine-tuning keeps the source's "
+                f"({key}={base.get(key)!r}); only training settings (learning rates, betas, loss, penalty weights, "
+                "training options) can be changed"
+            )
+
+
+def _class_slices(source: torch.Size, target: torch.Size, change: int) -> tuple[slice, ...] | None:
+    """The overlapping region of two shapes that differ only along class dimensions (by `change` each)."""
+    if len(source) != len(target) or change == 0:
+        return None
+    if any(s != t and t - s != change for s, t in zip(source, target, strict=True)):
+        return None
+    return tuple(slice(0, min(s, t)) for s, t in zip(source, target, strict=True))
+
+
+def transfer_weights(
+    source: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    class_change: int = 0,
+    origin: str = "the source",
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The source's tensors for the target's keys, and the keys that were re-sized.
+
+    Tensors of the target's shape are taken as they are. With `class_change` (new minus old number of classes),
+    a tensor whose shape differs only by that amount along some dimensions is the target's tensor with the
+    overlapping region copied from the source. EMA copies the target does not have are dropped; any other
+    missing, unexpected or incompatible key is a `GanzooError` listing them.
+    """
+    target_roles = {key.partition(".")[0] for key in target}
+    weights: dict[str, torch.Tensor] = {}
+    resized, problems = [], []
+    for key, tensor in source.items():
+        if key not in target:
+            role = key.partition(".")[0]
+            if not (role.endswith(EMA_SUFFIX) and role not in target_roles):
+                problems.append(f"unexpected {key}")
+            continue
+        wanted = target[key]
+        if tensor.shape == wanted.shape:
+            weights[key] = tensor
+            continue
+        region = _class_slices(tensor.shape, wanted.shape, class_change)
+        if region is None:
+            problems.append(f"{key} {tuple(tensor.shape)} (the new model has {tuple(wanted.shape)})")
+            continue
+        merged = wanted.detach().clone()
+        merged[region] = tensor[region].to(merged.device, merged.dtype)
+        weights[key] = merged
+        resized.append(key)
+    ema_roles = {key.partition(".")[0] for key in source if key.partition(".")[0].endswith(EMA_SUFFIX)}
+    problems += [
+        f"missing {key}"
+        for key in target
+        if key not in source and not (key.partition(".")[0].endswith(EMA_SUFFIX) and not ema_roles)
+    ]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise GanzooError(f"the weights of {origin} cannot initialise the new model: {shown}")
+    return weights, resized
+
+
+def _data_notes(plugin: GANPlugin, config: Any, native: DataInfo, spec: str) -> list[str]:
+    options = plugin.data_options(config)
+    notes = []
+    resolution, channels = options.get("resolution"), options.get("channels")
+    if resolution is not None and native.resolution != resolution:
+        size = f"{native.resolution} px" if native.resolution else "of their own sizes"
+        notes.append(f"the images of {spec} ({size}) are resized to the model's {resolution} px")
+    if channels is not None and native.channels is not None and native.channels != channels:
+        notes.append(f"the images of {spec} ({native.channels} channels) are converted to the model's {channels}")
+    return notes
+
+
+def _reheading_note(plugin: GANPlugin, old: int, new: int, resized: Sequence[str]) -> str:
+    kept = f"rows 0-{min(old, new) - 1}"
+    shown = ", ".join(resized[:6]) + (f" and {len(resized) - 6} more" if len(resized) > 6 else "")
+    return (
+        f"re-heading {plugin.name} from {old} to {new} classes: the class embeddings and heads are re-sized "
+        f"({shown}) with {kept} copied from the source; all other weights are kept"
+    )
+
+
+def prepare_finetune(
+    source: str | Path | GANModel,
+    data: str | DataSource,
+    overrides: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> Finetune:
+    """A new run initialised from `source`'s networks (EMA copies included) on `data`, not yet started.
+
+    `overrides` are `--set`-style keys: training hyper-parameters of the plugin's config and any `TrainConfig`
+    field (`steps`, `freeze_d`, `diffaugment`, ...). See the module docstring for what is adapted.
+    """
+    from ganzoo.engine.trainer import Trainer, split_overrides
+    from ganzoo.hub import load_pretrained
+
+    model = source if isinstance(source, GANModel) else load_pretrained(source)
+    plugin = model.plugin
+    model_overrides, train_overrides = split_overrides(plugin, dict(overrides or {}))
+    _check_architecture(model, model_overrides)
+
+    data_source = data if isinstance(data, DataSource) else resolve_data(data)
+    native = data_source.info()
+    config = {**config_to_dict(model.config), **model_overrides}
+    old_classes, new_classes = model.data_info.num_classes, native.num_classes
+    class_change = 0
+    if plugin.conditional and CLASSES_KEY in config and new_classes != old_classes:
+        config[CLASSES_KEY] = None  # the plugin fills it from the data (or says the data has no labels)
+        class_change = (new_classes or 0) - (old_classes or 0)
+    resolved = resolve_model_config(plugin, config, native)
+
+    origin = str(model.info.get("source", "the source model"))
+    source_weights = {key: tensor.detach().cpu() for key, tensor in model.weights().items()}
+    with torch.device("meta"):
+        skeleton = build_model(plugin, resolved, native)
+    _, resized = transfer_weights(source_weights, skeleton.weights(), class_change, origin)
+    notes = _data_notes(plugin, resolved, native, data_source.spec)
+    if resized:
+        notes.insert(0, _reheading_note(plugin, old_classes or 0, new_classes or 0, resized))
+
+    def initialise(target: GANModel) -> None:
+        weights, _ = transfer_weights(source_weights, target.weights(), class_change, origin)
+        target.load_weights(weights, origin)
+
+    base_model = base_model_record(model)
+    trainer = Trainer(
+        plugin,
+        config_to_dict(resolved),
+        train_overrides,
+        data=data_source,
+        out=out,
+        callbacks=callbacks,
+        init=initialise,
+        record={"base_model": base_model},
+    )
+    return Finetune(trainer, model, base_model, notes)
+
+
+__all__ = ["Finetune", "base_model_record", "prepare_finetune", "transfer_weights"]
