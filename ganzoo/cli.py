@@ -256,25 +256,49 @@ def finetune(
 @click.argument("source")
 @click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="number of samples")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="image or .txt file [default: samples.png]")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-ema", is_flag=True, help="sample the raw generator instead of its EMA")
 @click.option("--label", type=int, default=None, help="conditional models: draw this class only")
-def sample(source: str, n: int, seed: int, out: str, device: str, no_ema: bool, label: int | None) -> None:
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="text models [1.0]")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="text models: only the k likeliest tokens")
+def sample(
+    source: str,
+    n: int,
+    seed: int,
+    out: str | None,
+    device: str,
+    no_ema: bool,
+    label: int | None,
+    temperature: float | None,
+    top_k: int | None,
+) -> None:
     """Draw samples from a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
     user/name[@revision]).
 
-    A conditional model draws --label's class, or without --label one row per class (n // classes each).
+    A conditional model draws --label's class, or without --label one row per class (n // classes each). A text
+    model prints its samples one per line, or writes them to --out FILE.txt.
     """
     from ganzoo.engine.logging import save_samples
     from ganzoo.engine.precision import resolve_device
     from ganzoo.hub import load_pretrained
 
-    if Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
+    if out is not None and Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
         raise UsageError(f"--out {out}: accepted file types are {', '.join(IMAGE_SUFFIXES)} (images) and .txt (text)")
     model = load_pretrained(source, device=resolve_device(device))
-    samples, per_row = model.sample_grid(n, seed=seed, label=label, use_ema=not no_ema)
-    path = save_samples(samples, Path(out), per_row)
+    if model.plugin.modality == "text":
+        if label is not None:
+            raise UsageError(f"{model.plugin.name} is not a conditional model; it takes no --label")
+        options = {"temperature": 1.0 if temperature is None else temperature, "top_k": top_k}
+        samples, per_row = model.sample(n, seed=seed, use_ema=not no_ema, **options), None
+        if out is None:
+            click.echo("\n".join(samples))
+            return
+    elif temperature is not None or top_k is not None:
+        raise UsageError(f"--temperature and --top-k are for text models; {model.plugin.name} is an image model")
+    else:
+        samples, per_row = model.sample_grid(n, seed=seed, label=label, use_ema=not no_ema)
+    path = save_samples(samples, Path(out or "samples.png"), per_row)
     click.echo(f"samples: {path}")
 
 

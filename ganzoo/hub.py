@@ -202,6 +202,8 @@ def _save_to(model: GANModel, target: Path, repo_id: str | None) -> None:
     samples, per_row = model.sample_grid(16, seed=0)
     sample_file = save_samples(samples, target / "samples.png", per_row).name
     (target / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    for name, text in model.plugin.extra_files(model.data_info).items():  # e.g. a text model's vocab.json
+        (target / name).write_text(text, encoding="utf-8")
     card = model_card(record, repo_id, sample_file if sample_file.endswith(".png") else None)
     (target / CARD_FILE).write_text(card, encoding="utf-8")
 

@@ -56,9 +56,10 @@ class GANModel:
 
     @torch.no_grad()
     def sample(
-        self, n: int, seed: int | None = None, condition: Any = None, use_ema: bool = True
+        self, n: int, seed: int | None = None, condition: Any = None, use_ema: bool = True, **options: Any
     ) -> torch.Tensor | list[str]:
-        """n samples from the (EMA) generator in eval mode; images in [-1, 1] on the CPU, or strings."""
+        """n samples from the (EMA) generator in eval mode; images in [-1, 1] on the CPU, or strings. `options`
+        go to the plugin's `sample` (text: `temperature`, `top_k`)."""
         nets = self.sampling_nets(use_ema)
         modes = {role: net.training for role, net in nets.items()}
         for net in nets.values():
@@ -67,7 +68,7 @@ class GANModel:
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         try:
-            out = self.plugin.sample(nets, n, condition=condition, generator=generator)
+            out = self.plugin.sample(nets, n, condition=condition, generator=generator, **options)
         finally:
             for role, net in nets.items():
                 net.train(modes[role])

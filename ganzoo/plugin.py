@@ -80,6 +80,8 @@ class UpdateStep:
     back-propagating the returned loss into the networks named in `networks` only, and stepping their
     optimizers. `loss` returns `(loss_tensor, logs)` where `logs` maps names to floats or 0-d tensors.
     A step with `needs_data=False` (a generator step) gets an empty batch and uses `ctx.batch_size`.
+    `steps=(start, end)` makes it a phase: it runs only at iterations start <= step < end (0-based; end None:
+    to the end of training), e.g. MLE pre-training of a text generator before the adversarial updates.
     """
 
     name: str
@@ -87,12 +89,21 @@ class UpdateStep:
     loss: LossFn
     repeats: int = 1
     needs_data: bool = True
+    steps: tuple[int, int | None] = (0, None)
 
     def __post_init__(self) -> None:
         if not self.networks:
             raise ValueError(f"update step {self.name!r} names no network to update")
         if self.repeats < 1:
             raise ValueError(f"update step {self.name!r} must repeat at least once, got {self.repeats}")
+        start, end = self.steps
+        if start < 0 or (end is not None and end <= start):
+            raise ValueError(f"update step {self.name!r} has an empty or negative step range {self.steps}")
+
+    def runs_at(self, step: int) -> bool:
+        """Whether this update runs at (0-based) iteration `step`."""
+        start, end = self.steps
+        return start <= step and (end is None or step < end)
 
 
 @dataclasses.dataclass
@@ -108,6 +119,8 @@ class StepContext:
     scaler: Any = None
     """The GradScaler of the update being computed (active under fp16 only): penalties that differentiate
     through the discriminator's input (`ganzoo.losses.gradient_penalty`, `r1_penalty`) take it."""
+    total_steps: int | None = None
+    """The iterations the run trains for (None outside the engine): for schedules that anneal over training."""
 
 
 class GANPlugin:
@@ -178,6 +191,11 @@ class GANPlugin:
         """Image-to-image plugins: `images` of one domain in [-1, 1] at the model's resolution, translated in
         `direction` (e.g. a2b, b2a)."""
         raise UsageError(f"{self.name} does not translate images; image-to-image plugins do (e.g. cyclegan)")
+
+    def extra_files(self, data_info: DataInfo) -> dict[str, str]:
+        """Text files (name -> content) written beside the weights in checkpoints and saved models (e.g. a text
+        model's vocab.json); default: none."""
+        return {}
 
     def frozen_d_blocks(self, nets: Nets) -> Sequence[nn.Module]:
         """The discriminator's blocks from input to output, for FreezeD; default: none declared."""

@@ -1,5 +1,6 @@
 """Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets, `unpaired:...`) resolved to in-memory datasets."""
 
+import ganzoo.text.corpus  # noqa: F401  (registers text:PATH, tokens:PATH and surnames)
 from ganzoo.data.images import TensorImageDataset, pass_through
 from ganzoo.data.sources import (
     DEFAULT_DATA,

@@ -112,6 +112,7 @@ def save_checkpoint(
     trainer_info: Mapping[str, Any],
     metadata: Mapping[str, str],
     keep: int,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write checkpoint `step` under `directory` atomically, point `latest` at it, keep the newest `keep`."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,9 @@ def save_checkpoint(
         tensors, skeleton = flatten_state(state)
         save_file(tensors, tmp / STATE_FILE, {"skeleton": json.dumps(skeleton)})
         (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info), indent=2), encoding="utf-8")
-        for name in (MODEL_FILE, STATE_FILE, TRAINER_FILE):
+        for name, text in (extra_files or {}).items():  # e.g. a text model's vocab.json
+            (tmp / name).write_text(text, encoding="utf-8")
+        for name in (MODEL_FILE, STATE_FILE, TRAINER_FILE, *(extra_files or {})):
             _fsync_file(tmp / name)
         if final.exists():  # the same step written again (e.g. a resumed run): swap, never leave a gap
             old = directory / f".old-{step_dir_name(step)}-{os.getpid()}"

@@ -320,7 +320,9 @@ class Trainer:
         native = source.info()
         model_config = resolve_model_config(self.plugin, saved["config"] if saved else self.model_overrides, native)
         dataset = source.load(**self.plugin.data_options(model_config))
-        data_info = dataclasses.replace(native, num_samples=len(dataset))
+        # A dataset may add what only loading revealed (a text vocabulary) to the data's extras.
+        extras = {**native.extras, **getattr(dataset, "extras", {})}
+        data_info = dataclasses.replace(native, num_samples=len(dataset), extras=extras)
         model = build_model(self.plugin, model_config, data_info, with_ema=False)
         model.to(device)
         memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
@@ -373,11 +375,15 @@ class Trainer:
             num_workers=tc.num_workers,
             pin_memory=device.type == "cuda",
         )
-        draws = sum(s.repeats for s in schedule if s.needs_data)
+        draws = max(  # batches drawn per iteration: the largest over the phases of the schedule
+            sum(s.repeats for s in schedule if s.needs_data and s.runs_at(start))
+            for start in {s.steps[0] for s in schedule}
+        )
         total_steps = tc.steps
         if tc.epochs is not None:
             total_steps = max(1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws)))
         per_rank_batch = tc.batch_size // dist.world_size
+        context = StepContext(0, device, precision, model_config, data_info, per_rank_batch, total_steps=total_steps)
         return _Run(
             dist=dist,
             device=device,
@@ -391,7 +397,7 @@ class Trainer:
             base_lrs={role: spec.lr for role, spec in specs.items()},
             scalers={s.name: make_scaler(device, precision) for s in schedule},
             stream=stream,
-            context=StepContext(0, device, precision, model_config, data_info, per_rank_batch),
+            context=context,
             total_steps=total_steps,
             images_per_iteration=tc.batch_size * draws,
             frozen=frozen,
@@ -511,6 +517,8 @@ class Trainer:
                     group["lr"] = run.base_lrs[role] * factor
         losses = []
         for update in run.schedule:
+            if not update.runs_at(self.step):
+                continue
             for role, net in run.model.nets.items():  # only the updated networks build gradients
                 net.requires_grad_(role in update.networks)
             for parameter in run.frozen:
@@ -696,8 +704,9 @@ class Trainer:
                 "world_size": run.dist.world_size,
             }
             metadata = {"ganzoo_version": __version__, "plugin": self.plugin.name, "step": str(self.step)}
+            keep, extra = self.train_config.keep_checkpoints, self.plugin.extra_files(run.model.data_info)
             path = ckpt.save_checkpoint(
-                path.parent, self.step, run.model.weights(), state, info, metadata, self.train_config.keep_checkpoints
+                path.parent, self.step, run.model.weights(), state, info, metadata, keep, extra_files=extra
             )
         if run.dist.enabled:
             dist.barrier()

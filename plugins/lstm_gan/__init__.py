@@ -1,0 +1,267 @@
+"""LSTM-GAN for text as a ganzoo plugin: an LSTM generator over tokens, an LSTM or CNN discriminator over (soft)
+one-hot sequences, MLE pre-training, then adversarial training through the Gumbel-softmax relaxation with an
+annealed inverse temperature (RelGAN, Nie et al. 2019) or through REINFORCE with Monte-Carlo roll-outs (SeqGAN,
+Yu et al. 2017).
+
+The schedule is phases of `UpdateStep`s that the engine runs: `mle` (the generator's maximum likelihood on the data)
+for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator alone) for the next `pretrain_d_steps`,
+then `discriminator` (`d_steps` times) and `generator` every iteration to the end. Text comes from `text:PATH`,
+`tokens:PATH` or the embedded `surnames` (the default); the vocabulary built from the data is part of the model's
+data info, so a saved model decodes its samples without the data.
+
+Networks are in `networks.py`, imported when the model is built, so `ganzoo list` does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from ganzoo import DataInfo, GANPlugin, OptimizerSpec, UpdateStep, UsageError, option
+from ganzoo.plugin import ADVERSARIAL_LOSSES
+
+TEXT_SPECS = "text:PATH, tokens:PATH or surnames"
+BETA_SCHEDULES = ("exp", "linear")
+
+
+@dataclasses.dataclass
+class LSTMGANConfig:
+    tokenizer: str = option(
+        "char", "how text:/surnames data is split: char or word (tokens: data is ids)", choices=("char", "word")
+    )
+    min_freq: int = option(1, "tokens seen fewer times in the training data become <unk>", min=1)
+    max_length: int | None = option(None, "tokens per sample, longer ones are cut (default: the longest sample)", min=1)
+    embed_dim: int = option(32, "generator token embedding size", min=1)
+    hidden_dim: int = option(32, "generator LSTM hidden size", min=1)
+    layers: int = option(1, "generator LSTM layers", min=1)
+    d_kind: str = option(
+        "cnn", "discriminator: cnn (kernel widths d_kernel_sizes, max-over-time) or lstm", choices=("cnn", "lstm")
+    )
+    d_embed_dim: int = option(64, "discriminator embedding size of the (soft) one-hot tokens", min=1)
+    d_hidden_dim: int = option(64, "discriminator LSTM size, or filters per kernel width of the CNN", min=1)
+    d_kernel_sizes: tuple[int, ...] = option((2, 3, 4, 5), "CNN discriminator kernel widths")
+    adversarial: str = option(
+        "gumbel",
+        "how G learns from D: gumbel (RelGAN) or reinforce (SeqGAN roll-outs)",
+        choices=("gumbel", "reinforce"),
+    )
+    loss: str = option(
+        "non-saturating", "adversarial loss (gumbel; reinforce rewards are sigmoid(D))", choices=ADVERSARIAL_LOSSES
+    )
+    pretrain_steps: int = option(1000, "first iterations: MLE pre-training of the generator only", min=0)
+    pretrain_d_steps: int = option(0, "then iterations of discriminator pre-training against the fixed G", min=0)
+    d_steps: int = option(1, "discriminator updates per adversarial iteration", min=1)
+    beta_max: float = option(
+        100.0,
+        "gumbel: the largest inverse temperature beta of softmax(beta (logits + g)), "
+        "reached at the end of training (RelGAN's 'temperature')",
+        min=1,
+    )
+    beta_schedule: str = option(
+        "exp",
+        "gumbel: beta from 1 to beta_max over the adversarial iterations: exp (beta_max^p) or linear",
+        choices=BETA_SCHEDULES,
+    )
+    rollouts: int = option(16, "reinforce: Monte-Carlo completions per prefix for the rewards", min=1)
+    lr_g: float = option(1e-3, "generator learning rate (Adam), MLE and adversarial", min=0)
+    lr_d: float = option(1e-4, "discriminator learning rate (Adam)", min=0)
+    betas: tuple[float, float] = option((0.9, 0.999), "Adam betas of both networks")
+
+
+def beta_at(step: int, start: int, end: int, beta_max: float, schedule: str) -> float:
+    """The Gumbel-softmax inverse temperature at iteration `step` of an adversarial phase [start, end): 1 at its
+    start, `beta_max` at its last iteration; `exp`: beta_max ** p, `linear`: 1 + (beta_max - 1) p."""
+    progress = min(1.0, max(0.0, (step - start) / max(1, end - 1 - start)))
+    if schedule == "exp":
+        return beta_max**progress
+    if schedule == "linear":
+        return 1.0 + (beta_max - 1.0) * progress
+    raise ValueError(f"unknown beta schedule {schedule!r}; accepted: {', '.join(BETA_SCHEDULES)}")
+
+
+def _adversarial_start(config: LSTMGANConfig) -> int:
+    return config.pretrain_steps + config.pretrain_d_steps
+
+
+def _beta(ctx: Any) -> float:
+    """beta now; the annealing ends with training (`ctx.total_steps`; unknown outside the engine: beta_max)."""
+    total = ctx.total_steps if ctx.total_steps is not None else _adversarial_start(ctx.config) + 1
+    return beta_at(ctx.step, _adversarial_start(ctx.config), total, ctx.config.beta_max, ctx.config.beta_schedule)
+
+
+def _scored_log_probs(g: Any, tokens: Any, lengths: Any) -> tuple[Any, Any]:
+    """The generator's (n, T) log-probabilities of `tokens`, zero past each sample's `lengths` scored positions
+    (where the pads, which it never emits, have log-probability -inf), and the number of scored positions."""
+    import torch
+
+    scored = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None]
+    return g.log_probs(tokens).masked_fill(~scored, 0.0), scored.sum()
+
+
+def _mle_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    """Maximum likelihood: the mean negative log-likelihood per scored token of a data batch, in nats."""
+    log_probs, count = _scored_log_probs(nets["generator"], batch["tokens"], batch["length"])
+    return -log_probs.sum() / count, {}
+
+
+def _fakes(nets: Any, ctx: Any, n: int) -> tuple[Any, dict[str, Any]]:
+    """Generated sequences as D sees them: soft one-hots (gumbel) or one-hots of sampled ids (reinforce)."""
+    import torch.nn.functional as F
+
+    g = nets["generator"]
+    if ctx.config.adversarial == "gumbel":
+        beta = _beta(ctx)
+        soft, _ = g.gumbel_sample(n, beta)
+        return soft, {"beta": beta}
+    return F.one_hot(g.sample(n), g.vocab_size).float(), {}
+
+
+def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    import torch
+    import torch.nn.functional as F
+
+    from ganzoo.losses import discriminator_loss
+
+    d = nets["discriminator"]
+    real = F.one_hot(batch["tokens"], d.vocab_size).float()
+    with torch.no_grad():
+        fake, logs = _fakes(nets, ctx, len(real))
+    real_logits, fake_logits = d(real), d(fake)
+    loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
+    logs.update(d_real=real_logits.detach().float().mean(), d_fake=fake_logits.detach().float().mean())
+    return loss, logs
+
+
+def _g_gumbel_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    """RelGAN: D scores the generator's soft one-hot samples; gradients reach G through the relaxation."""
+    from ganzoo.losses import generator_loss
+
+    fake, logs = _fakes(nets, ctx, ctx.batch_size)
+    return generator_loss(ctx.config.loss, nets["discriminator"](fake)), logs
+
+
+def _g_reinforce_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    """SeqGAN: the policy gradient of sampled sequences, each token weighted by its roll-out reward minus the
+    batch's mean reward at that position (a baseline that lowers the variance and leaves the gradient unbiased)."""
+    import torch
+
+    g = nets["generator"]
+    with torch.no_grad():
+        tokens = g.sample(ctx.batch_size)
+        rewards = g.rollout_rewards(tokens, nets["discriminator"], ctx.config.rollouts)
+    log_probs, count = _scored_log_probs(g, tokens, (tokens != g.vocab.pad).sum(dim=1))
+    advantage = rewards - rewards.mean(dim=0, keepdim=True)
+    loss = -(log_probs * advantage).sum() / count
+    return loss, {"reward": rewards[:, -1].mean()}
+
+
+class LSTMGAN(GANPlugin):
+    name = "lstm-gan"
+    modality = "text"
+    description = "LSTM text GAN: MLE pre-training, then Gumbel-softmax (RelGAN) or REINFORCE (SeqGAN) training."
+    version = "0.1.0"
+    Config = LSTMGANConfig
+    default_data = "surnames"
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
+
+    def validate(self, config: LSTMGANConfig) -> None:
+        if not config.d_kernel_sizes or min(config.d_kernel_sizes) < 1:
+            raise UsageError(f"lstm-gan d_kernel_sizes={config.d_kernel_sizes} must be positive widths, e.g. 2,3,4,5")
+
+    def data_options(self, config: LSTMGANConfig) -> dict[str, Any]:
+        return {"tokenizer": config.tokenizer, "min_freq": config.min_freq, "max_length": config.max_length}
+
+    def build(self, config: LSTMGANConfig, data_info: DataInfo) -> dict[str, Any]:
+        from ganzoo.text import Vocabulary
+        from ganzoo_plugins.lstm_gan.networks import TextDiscriminator, TextGenerator
+
+        if data_info.modality != "text" or "vocab" not in data_info.extras:
+            raise UsageError(f"lstm-gan needs text data ({TEXT_SPECS}), not {data_info.modality} data")
+        vocab = Vocabulary.from_dict(data_info.extras["vocab"])
+        length = int(data_info.extras["max_length"])
+        uses = [bool(data_info.extras.get(key, True)) for key in ("uses_eos", "uses_unk")]
+        return {
+            "generator": TextGenerator(vocab, length, config.embed_dim, config.hidden_dim, config.layers, *uses),
+            "discriminator": TextDiscriminator(
+                len(vocab), length, config.d_kind, config.d_embed_dim, config.d_hidden_dim, config.d_kernel_sizes
+            ),
+        }
+
+    def schedule(self, config: LSTMGANConfig) -> list[UpdateStep]:
+        mle_end, adversarial = config.pretrain_steps, _adversarial_start(config)
+        g_step = _g_gumbel_step if config.adversarial == "gumbel" else _g_reinforce_step
+        steps = []
+        if mle_end > 0:
+            steps.append(UpdateStep("mle", ("generator",), _mle_step, steps=(0, mle_end)))
+        if adversarial > mle_end:
+            steps.append(UpdateStep("d_pretrain", ("discriminator",), _d_step, steps=(mle_end, adversarial)))
+        return [
+            *steps,
+            UpdateStep("discriminator", ("discriminator",), _d_step, repeats=config.d_steps, steps=(adversarial, None)),
+            UpdateStep("generator", ("generator",), g_step, needs_data=False, steps=(adversarial, None)),
+        ]
+
+    def optimizers(self, config: LSTMGANConfig) -> dict[str, OptimizerSpec]:
+        betas = tuple(config.betas)
+        return {
+            "generator": OptimizerSpec(lr=config.lr_g, betas=betas),
+            "discriminator": OptimizerSpec(lr=config.lr_d, betas=betas),
+        }
+
+    def extra_files(self, data_info: DataInfo) -> dict[str, str]:
+        """Files saved beside the weights in checkpoints and Hub repos: the vocabulary as `vocab.json` (a copy of
+        the one in config.json's data info, which is what loading reads)."""
+        import json
+
+        from ganzoo.text import VOCAB_FILE
+
+        return {VOCAB_FILE: json.dumps(data_info.extras["vocab"], ensure_ascii=False) + "\n"}
+
+    def sample_tokens(
+        self,
+        nets: Any,
+        n: int,
+        generator: Any = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> Any:
+        """(n, max_length) token ids (long): tokens, then eos and pads when a sample ends early."""
+        return nets["generator"].sample(n, temperature=temperature, top_k=top_k, generator=generator)
+
+    def decode(self, nets: Any, tokens: Any) -> list[str]:
+        """Token ids (n, T) as text with the model's vocabulary (ids joined by spaces in token-id mode)."""
+        vocab = nets["generator"].vocab
+        return [vocab.decode(row) for row in tokens.tolist()]
+
+    def sample(
+        self,
+        nets: Any,
+        n: int,
+        condition: Any = None,
+        generator: Any = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> list[str]:
+        """n samples as text, drawn at `temperature` (from the `top_k` likeliest tokens when set)."""
+        if condition is not None:
+            raise UsageError("lstm-gan is not a conditional model; it takes no condition")
+        return self.decode(nets, self.sample_tokens(nets, n, generator, temperature, top_k))
+
+    def nll(self, nets: Any, tokens: Any, lengths: Any | None = None, batch_size: int = 512) -> float:
+        """The generator's mean negative log-likelihood per scored token of (n, T) ids, in nats (NLL_test);
+        `lengths` (scored positions per sample) defaults to the ids before the pads."""
+        import torch
+
+        g = nets["generator"]
+        if lengths is None:
+            lengths = (tokens != g.vocab.pad).sum(dim=1)
+        total, count = 0.0, 0.0
+        with torch.no_grad():
+            for chunk, chunk_lengths in zip(tokens.split(batch_size), lengths.split(batch_size), strict=True):
+                log_probs, scored = _scored_log_probs(g, chunk, chunk_lengths)
+                total -= float(log_probs.sum())
+                count += float(scored)
+        return total / count
+
+
+plugin = LSTMGAN()

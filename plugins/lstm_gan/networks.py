@@ -1,0 +1,226 @@
+"""The LSTM-GAN networks: an autoregressive LSTM generator over token ids and a discriminator over (soft) one-hot
+token sequences.
+
+The generator's three ways to produce text:
+* `sample`: ids drawn at a temperature, optionally from the top-k tokens only (no gradient);
+* `gumbel_sample`: the Gumbel-softmax relaxation of RelGAN (Nie et al. 2019): at each step
+  `softmax(beta * (logits + g))` with Gumbel noise g is the soft one-hot the discriminator sees, differentiable in
+  the generator's parameters, while the hard token `argmax(logits + g)` (an exact sample) is fed back as the next
+  input; a larger inverse temperature `beta` brings the soft one-hot closer to the hard one;
+* `log_probs` of given sequences (teacher forcing), for MLE and for REINFORCE, with `rollout_rewards`: SeqGAN's
+  (Yu et al. 2017) Monte-Carlo estimate of the discriminator's reward for every prefix of a sequence.
+
+A sequence is `max_length` ids: tokens, then eos (when it ends early), then pads. The generator never emits bos or
+pad, nor eos or unk when the training data has none (eos: a fixed-length corpus; unk: every token in the vocabulary);
+after an eos it emits pads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganzoo.text import Vocabulary
+from ganzoo.text.sampling import draw
+
+__all__ = ["TextDiscriminator", "TextGenerator"]
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class TextGenerator(nn.Module):
+    """Token embedding, a (multi-layer) LSTM and a linear softmax head over the vocabulary."""
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        max_length: int,
+        embed_dim: int = 32,
+        hidden_dim: int = 32,
+        layers: int = 1,
+        uses_eos: bool = True,
+        uses_unk: bool = True,
+    ) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.vocab_size = len(vocab)
+        self.max_length = max_length
+        self.embed = nn.Embedding(self.vocab_size, embed_dim)
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, layers, batch_first=True)
+        self.head = nn.Linear(hidden_dim, self.vocab_size)
+        banned = torch.zeros(self.vocab_size, dtype=torch.bool)
+        banned[[vocab.pad, vocab.bos] + ([] if uses_eos else [vocab.eos]) + ([] if uses_unk else [vocab.unk])] = True
+        self.register_buffer("banned", banned, persistent=False)
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits with the never-emitted tokens at -inf."""
+        return self.head(hidden).float().masked_fill(self.banned, float("-inf"))
+
+    def _step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """Logits of the next token after feeding `tokens` (n,), and the new state."""
+        out, state = self.lstm(self.embed(tokens)[:, None], state)
+        return self._logits(out[:, 0]), state
+
+    def _start(self, n: int) -> torch.Tensor:
+        return torch.full((n,), self.vocab.bos, dtype=torch.long, device=self.banned.device)
+
+    @staticmethod
+    def _shape_logits(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        logits = logits / temperature
+        if top_k is not None and top_k < logits.shape[1]:
+            if top_k < 1:
+                raise ValueError(f"top_k must be at least 1, got {top_k}")
+            threshold = logits.topk(top_k, dim=1).values[:, -1:]
+            logits = logits.masked_fill(logits < threshold, float("-inf"))
+        return logits
+
+    def _continue(
+        self,
+        tokens: torch.Tensor,
+        state: State | None,
+        finished: torch.Tensor,
+        steps: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """`steps` more ids after feeding `tokens`; rows already `finished` (past an eos) get pads."""
+        out = []
+        for _ in range(steps):
+            logits, state = self._step(tokens, state)
+            probs = torch.softmax(self._shape_logits(logits, temperature, top_k), dim=1)
+            tokens = draw(probs, generator)
+            out.append(torch.where(finished, self.vocab.pad, tokens))
+            finished = finished | (tokens == self.vocab.eos)
+        if not out:
+            return torch.empty(len(tokens), 0, dtype=torch.long, device=tokens.device)
+        return torch.stack(out, dim=1)
+
+    def _teacher_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._start(len(tokens))[:, None], tokens[:, :-1]], dim=1)
+
+    # ------------------------------------------------------------------------------------------ public
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: (n, T) ids -> (n, T, V) float32 logits, position t predicting `tokens[:, t]`."""
+        out, _ = self.lstm(self.embed(self._teacher_inputs(tokens)))
+        return self._logits(out)
+
+    def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, T) log-probability of each id given the ids before it (pads after an eos included; mask them)."""
+        logits = self(tokens)
+        return torch.log_softmax(logits, dim=-1).gather(2, tokens[:, :, None]).squeeze(2)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(n, max_length) ids drawn from softmax(logits / temperature), from the `top_k` likeliest ids when set."""
+        finished = torch.zeros(n, dtype=torch.bool, device=self.banned.device)
+        return self._continue(self._start(n), None, finished, self.max_length, temperature, top_k, generator)
+
+    def gumbel_sample(
+        self, n: int, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, T, V) soft one-hot sequences softmax(beta * (logits + g)), differentiable in the parameters, and the
+        (n, T) hard ids argmax(logits + g) fed back as inputs; after an eos both are the pad's one-hot."""
+        device = self.banned.device
+        tokens = self._start(n)
+        state = None
+        alive = torch.ones(n, 1, device=device)
+        pad = F.one_hot(torch.tensor(self.vocab.pad, device=device), self.vocab_size).float()
+        soft, hard = [], []
+        for _ in range(self.max_length):
+            logits, state = self._step(tokens, state)
+            uniform = torch.rand(logits.shape, device=device, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
+            noisy = logits - torch.log(-torch.log(uniform))
+            tokens = noisy.argmax(dim=1)
+            soft.append(alive * torch.softmax(beta * noisy, dim=1) + (1 - alive) * pad)
+            hard.append(torch.where(alive[:, 0] > 0, tokens, self.vocab.pad))
+            alive = alive * (tokens != self.vocab.eos)[:, None].float()
+        return torch.stack(soft, dim=1), torch.stack(hard, dim=1)
+
+    @torch.no_grad()
+    def rollout_rewards(
+        self,
+        tokens: torch.Tensor,
+        discriminator: nn.Module,
+        rollouts: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """SeqGAN's rewards (n, T): for each prefix tokens[:, :t+1] the mean of sigmoid(D) over `rollouts`
+        completions drawn from this generator; for the full sequence sigmoid(D) of the sequence itself."""
+        n, length = tokens.shape
+        rewards = torch.empty(n, length, device=tokens.device)
+        inputs = self._teacher_inputs(tokens)
+        state: State | None = None
+        finished = torch.zeros(n, dtype=torch.bool, device=tokens.device)
+        for t in range(length - 1):
+            _, state = self._step(inputs[:, t], state)  # the state that predicted tokens[:, t]
+            finished = finished | (tokens[:, t] == self.vocab.eos)
+            repeated: State = (state[0].repeat_interleave(rollouts, 1), state[1].repeat_interleave(rollouts, 1))
+            tail = self._continue(
+                tokens[:, t].repeat_interleave(rollouts),
+                repeated,
+                finished.repeat_interleave(rollouts),
+                length - 1 - t,
+                generator=generator,
+            )
+            full = torch.cat([tokens[:, : t + 1].repeat_interleave(rollouts, 0), tail], dim=1)
+            scores = torch.sigmoid(discriminator(F.one_hot(full, self.vocab_size).float()).float())
+            rewards[:, t] = scores.view(n, rollouts).mean(dim=1)
+        rewards[:, -1] = torch.sigmoid(discriminator(F.one_hot(tokens, self.vocab_size).float()).float())
+        return rewards
+
+
+class TextDiscriminator(nn.Module):
+    """A sequence classifier over (n, T, V) float one-hot (or soft one-hot) inputs: a bias-free linear embedding
+    (a lookup for one-hot rows, a mixture for soft ones), then an LSTM whose last hidden state is scored, or a CNN
+    of several kernel widths with max-over-time pooling (Kim 2014, as in SeqGAN and RelGAN). Returns (n,) logits."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int,
+        kind: str = "cnn",
+        embed_dim: int = 64,
+        hidden_dim: int = 64,
+        kernel_sizes: Sequence[int] = (2, 3, 4, 5),
+    ) -> None:
+        super().__init__()
+        if kind not in ("cnn", "lstm"):
+            raise ValueError(f"unknown discriminator kind {kind!r}; accepted: cnn, lstm")
+        self.kind = kind
+        self.vocab_size = vocab_size
+        self.embed = nn.Linear(vocab_size, embed_dim, bias=False)
+        if kind == "lstm":
+            self.lstm = nn.LSTM(embed_dim, hidden_dim, batch_first=True)
+            features = hidden_dim
+        else:
+            widths = sorted({min(k, max_length) for k in kernel_sizes})  # a kernel cannot outgrow the sequence
+            self.convs = nn.ModuleList(nn.Conv1d(embed_dim, hidden_dim, k) for k in widths)
+            features = hidden_dim * len(widths)
+        self.out = nn.Linear(features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[2] != self.vocab_size:
+            raise ValueError(f"expected (n, T, {self.vocab_size}) one-hot sequences, got {tuple(x.shape)}")
+        h = self.embed(x)
+        if self.kind == "lstm":
+            _, (hidden, _) = self.lstm(h)
+            features = hidden[-1]
+        else:
+            h = h.transpose(1, 2)
+            features = torch.cat([F.relu(conv(h)).amax(dim=2) for conv in self.convs], dim=1)
+        return self.out(features).squeeze(1)

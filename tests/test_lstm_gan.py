@@ -1,0 +1,260 @@
+"""The lstm-gan plugin: networks, sampling (temperature, top-k), the Gumbel-softmax and REINFORCE paths, MLE, the
+phased schedule. The update functions are driven directly with a hand-built StepContext, as the engine calls them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganzoo import DataInfo, StepContext, UsageError
+from ganzoo.text import Vocabulary
+from ganzoo.text.corpus import encode_samples
+from ganzoo_plugins import lstm_gan
+from ganzoo_plugins.lstm_gan import beta_at, plugin
+from ganzoo_plugins.lstm_gan.networks import TextDiscriminator
+
+NAMES = ["ANNA", "BOB", "CARL", "DORA", "EMMA", "FRED", "GRETA", "HANS", "IDA", "JAN", "KARL", "LENA"] * 4
+TINY = {"embed_dim": 8, "hidden_dim": 16, "d_embed_dim": 8, "d_hidden_dim": 8, "d_kernel_sizes": (2, 3)}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Networks this small run many times faster on one thread than on contended cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _setup(**overrides):
+    config = dataclasses.replace(plugin.default_config(), **{**TINY, **overrides})
+    dataset = encode_samples(NAMES, Vocabulary.build(NAMES, "char"), max_length=6)
+    info = DataInfo(modality="text", num_samples=len(dataset), extras=dataset.extras)
+    torch.manual_seed(0)
+    nets = plugin.build(config, info)
+    return config, info, nets, dataset
+
+
+def _context(config, info, step=0, total_steps=100, batch_size=8):
+    return StepContext(step, torch.device("cpu"), "fp32", config, info, batch_size, total_steps=total_steps)
+
+
+def _batch(dataset, n=8):
+    return dataset.__getitems__(list(range(n)))
+
+
+def test_gumbel_path_passes_gradients_from_d_to_g():
+    config, info, nets, _ = _setup()
+    g, d = nets["generator"], nets["discriminator"]
+    d.requires_grad_(False)  # as the engine does for a generator update
+    loss, logs = lstm_gan._g_gumbel_step(
+        nets, {}, _context(config, info, step=config.pretrain_steps + 10, total_steps=config.pretrain_steps + 100)
+    )
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert 1.0 < logs["beta"] < config.beta_max
+    for name, param in g.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_gumbel_sample_is_soft_one_hot_with_hard_argmax():
+    _, _, nets, _ = _setup()
+    g = nets["generator"]
+    soft, hard = g.gumbel_sample(64, beta=1000.0, generator=torch.Generator().manual_seed(0))
+    assert soft.shape == (64, 6, g.vocab_size) and hard.shape == (64, 6)
+    assert torch.allclose(soft.sum(-1), torch.ones(64, 6))
+    assert torch.equal(soft.argmax(-1), hard)  # beta 1000: the soft sample is the hard one
+    vocab = g.vocab
+    after_eos = torch.cumsum(hard == vocab.eos, dim=1).roll(1, dims=1)
+    after_eos[:, 0] = 0
+    assert torch.all(hard[after_eos > 0] == vocab.pad)
+    assert not torch.isin(hard[after_eos == 0], torch.tensor([vocab.pad, vocab.bos, vocab.unk])).any()
+    softer, _ = g.gumbel_sample(64, beta=1.0, generator=torch.Generator().manual_seed(0))
+    assert softer.amax(-1).mean() < soft.amax(-1).mean()
+
+
+def test_reinforce_gives_a_finite_policy_gradient():
+    config, info, nets, _ = _setup(adversarial="reinforce", rollouts=3)
+    nets["discriminator"].requires_grad_(False)
+    loss, logs = lstm_gan._g_reinforce_step(nets, {}, _context(config, info))
+    loss.backward()
+    assert torch.isfinite(loss) and 0 < float(logs["reward"]) < 1
+    grads = torch.cat([p.grad.flatten() for p in nets["generator"].parameters()])
+    assert torch.isfinite(grads).all() and grads.abs().sum() > 0
+
+
+def test_rollout_rewards_of_a_full_prefix_are_the_sequence_score():
+    _, _, nets, dataset = _setup()
+    g, d = nets["generator"], nets["discriminator"]
+    tokens = dataset.tokens[:5]
+    rewards = g.rollout_rewards(tokens, d, rollouts=4, generator=torch.Generator().manual_seed(0))
+    assert rewards.shape == (5, 6) and ((rewards > 0) & (rewards < 1)).all()
+    expected = torch.sigmoid(d(F.one_hot(tokens, g.vocab_size).float()))
+    assert torch.allclose(rewards[:, -1], expected)
+
+
+def test_mle_pretraining_lowers_the_training_nll():
+    config, info, nets, dataset = _setup()
+    g = nets["generator"]
+    optimizer = torch.optim.Adam(g.parameters(), lr=1e-2)
+    before = plugin.nll(nets, dataset.tokens, dataset.lengths)
+    assert before == pytest.approx(math.log(g.vocab_size - 3), rel=0.2)  # about uniform over the emitted ids
+    ctx = _context(config, info)
+    for step in range(40):
+        ctx.step = step
+        loss, _ = lstm_gan._mle_step(nets, _batch(dataset, 16), ctx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = plugin.nll(nets, dataset.tokens, dataset.lengths)
+    assert after < 0.6 * before
+
+
+def test_discriminator_step_trains_d_on_real_and_generated():
+    for adversarial in ("gumbel", "reinforce"):
+        config, info, nets, dataset = _setup(adversarial=adversarial)
+        nets["generator"].requires_grad_(False)
+        loss, logs = lstm_gan._d_step(nets, _batch(dataset), _context(config, info))
+        loss.backward()
+        assert torch.isfinite(loss) and {"d_real", "d_fake"} <= set(logs)
+        assert all(p.grad.abs().sum() > 0 for p in nets["discriminator"].parameters())
+
+
+def _entropy(ids: torch.Tensor, size: int) -> float:
+    p = torch.bincount(ids, minlength=size).float() / len(ids)
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
+def test_lower_temperature_gives_lower_entropy():
+    _, _, nets, _ = _setup()
+    g = nets["generator"]
+    with torch.no_grad():
+        g.head.weight.mul_(5)  # a peaked distribution, so that temperature matters
+    entropies = []
+    for temperature in (0.5, 1.0, 2.0):
+        ids = g.sample(1000, temperature=temperature, generator=torch.Generator().manual_seed(0))
+        entropies.append(_entropy(ids[:, 0], g.vocab_size))
+    assert entropies[0] < entropies[1] < entropies[2]
+    with pytest.raises(ValueError, match="temperature"):
+        g.sample(2, temperature=0)
+
+
+def test_top_k_draws_only_the_k_likeliest_tokens():
+    _, _, nets, _ = _setup()
+    g = nets["generator"]
+    tokens = g.sample(200, top_k=2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        top2 = g(tokens).topk(2, dim=-1).indices  # the same prefixes, so the same conditionals
+    emitted = tokens != g.vocab.pad
+    assert (top2 == tokens[..., None]).any(-1)[emitted].all()
+    assert len(torch.unique(tokens[:, 0])) == 2
+
+
+def test_sample_returns_strings_and_decode_matches_the_ids():
+    _, _, nets, _ = _setup()
+    texts = plugin.sample(nets, 16, generator=torch.Generator().manual_seed(0))
+    tokens = plugin.sample_tokens(nets, 16, generator=torch.Generator().manual_seed(0))
+    assert texts == plugin.decode(nets, tokens)
+    assert len(texts) == 16 and all(isinstance(t, str) and len(t) <= 6 for t in texts)
+    assert set("".join(texts)) <= set("".join(NAMES))  # no <unk>: the data has none
+    with pytest.raises(UsageError, match="not a conditional"):
+        plugin.sample(nets, 2, condition=torch.zeros(2))
+
+
+def test_vocabulary_file_for_checkpoints_and_hub_repos(tmp_path):
+    _, info, nets, _ = _setup()
+    files = plugin.extra_files(info)
+    assert list(files) == ["vocab.json"]
+    (tmp_path / "vocab.json").write_text(files["vocab.json"], encoding="utf-8")
+    assert Vocabulary.load(tmp_path) == nets["generator"].vocab
+
+
+def test_fixed_length_ids_never_end_early():
+    dataset = encode_samples([[1, 2, 3], [4, 0, 2]], Vocabulary.for_ids(5))
+    info = DataInfo(modality="text", extras=dataset.extras)
+    nets = plugin.build(dataclasses.replace(plugin.default_config(), **TINY), info)
+    tokens = plugin.sample_tokens(nets, 100, generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == (100, 3) and int(tokens.max()) < 5  # only corpus ids: no eos, pad, bos or unk
+    assert plugin.decode(nets, tokens[:1])[0].count(" ") == 2
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_discriminators_take_soft_one_hot_sequences(kind):
+    d = TextDiscriminator(12, max_length=3, kind=kind, embed_dim=8, hidden_dim=8, kernel_sizes=(2, 5))
+    soft = torch.softmax(torch.randn(4, 3, 12), dim=-1).requires_grad_(True)
+    logits = d(soft)
+    assert logits.shape == (4,)
+    logits.sum().backward()
+    assert soft.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="one-hot"):
+        d(torch.zeros(4, 3, 11))
+
+
+def test_beta_annealing_schedules():
+    assert beta_at(100, 100, 200, 100.0, "exp") == pytest.approx(1.0)
+    assert beta_at(199, 100, 200, 100.0, "exp") == pytest.approx(100.0)
+    assert beta_at(150, 100, 201, 100.0, "exp") == pytest.approx(10.0)  # halfway: sqrt(100)
+    assert beta_at(150, 100, 201, 100.0, "linear") == pytest.approx(50.5)
+    assert beta_at(50, 100, 200, 100.0, "linear") == 1.0 and beta_at(500, 100, 200, 100.0, "linear") == 100.0
+
+
+def test_build_refuses_non_text_data():
+    with pytest.raises(UsageError, match="needs text data"):
+        plugin.build(plugin.default_config(), DataInfo(modality="image", channels=1, resolution=28))
+
+
+def test_schedule_is_mle_then_d_pretraining_then_adversarial():
+    config = dataclasses.replace(plugin.default_config(), pretrain_steps=10, pretrain_d_steps=5, d_steps=3)
+    steps = {s.name: s for s in plugin.schedule(config)}
+    assert list(steps) == ["mle", "d_pretrain", "discriminator", "generator"]
+    assert steps["mle"].steps == (0, 10) and steps["d_pretrain"].steps == (10, 15)
+    assert steps["discriminator"].steps == (15, None) and steps["discriminator"].repeats == 3
+    assert not steps["generator"].needs_data and steps["generator"].loss is lstm_gan._g_gumbel_step
+    no_pretraining = dataclasses.replace(config, pretrain_steps=0, pretrain_d_steps=0, adversarial="reinforce")
+    assert [s.name for s in plugin.schedule(no_pretraining)] == ["discriminator", "generator"]
+    assert plugin.schedule(no_pretraining)[-1].loss is lstm_gan._g_reinforce_step
+
+
+def test_trains_on_the_engine_and_samples_text(tmp_path):
+    from ganzoo import Trainer
+
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    config = {**TINY, "pretrain_steps": 3, "pretrain_d_steps": 1}
+    train = {"steps": 6, "batch_size": 8, "progress": False, "sample_grid": 4, "log_every": 2}
+    result = Trainer(plugin, config=config, train=train, data=f"text:{path}", out=tmp_path / "run").fit()
+    assert result.step == 6
+    lines = result.samples.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4 and set("".join(lines)) <= set("".join(NAMES))
+    assert result.model.data_info.extras["vocab"]["tokens"] == Vocabulary.build(NAMES, "char").tokens
+
+
+def test_sample_command_prints_or_writes_text(tmp_path):
+    from click.testing import CliRunner
+
+    from ganzoo import Trainer
+    from ganzoo.cli import cli
+
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    train = {"steps": 2, "batch_size": 8, "progress": False, "tensorboard": False}
+    run = tmp_path / "run"
+    Trainer(plugin, config={**TINY, "pretrain_steps": 2}, train=train, data=f"text:{path}", out=run).fit()
+    runner = CliRunner()
+    printed = runner.invoke(cli, ["sample", str(run), "--n", "5", "--temperature", "0.5", "--top-k", "3"])
+    assert printed.exit_code == 0, printed.output
+    lines = printed.output.splitlines()
+    assert len(lines) == 5 and set("".join(lines)) <= set("".join(NAMES))
+    written = runner.invoke(cli, ["sample", str(run), "--n", "3", "--out", str(tmp_path / "names-out.txt")])
+    assert written.exit_code == 0 and len((tmp_path / "names-out.txt").read_text().splitlines()) == 3
+    labelled = runner.invoke(cli, ["sample", str(run), "--label", "1"])
+    assert labelled.exit_code != 0 and "takes no --label" in labelled.output
+    image_run = tmp_path / "dcgan"
+    Trainer("dcgan", {"g_width": 4, "d_width": 4}, {**train, "steps": 1}, out=image_run).fit()
+    refused = runner.invoke(cli, ["sample", str(image_run), "--temperature", "0.5"])
+    assert refused.exit_code != 0 and "are for text models" in refused.output
