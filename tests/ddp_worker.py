@@ -1,7 +1,8 @@
-"""Run by tests/test_ddp.py under `torchrun --nproc_per_node=2`: train a tiny DCGAN on the CPU for 4 steps.
+"""Run by tests/test_ddp.py under `torchrun --nproc_per_node=2`: train a tiny GAN on the CPU for 4 steps.
 
-Usage: ddp_worker.py OUT_DIR. The run goes to OUT_DIR/run; every rank then writes its final networks (and the
-EMA generator) to OUT_DIR/rank{R}.safetensors so the test can compare the ranks.
+Usage: ddp_worker.py OUT_DIR [PLUGIN] (dcgan by default; cyclegan on its two-domain digits). The run goes to
+OUT_DIR/run; every rank then writes its final networks (and EMA copies) to OUT_DIR/rank{R}.safetensors so the
+test can compare the ranks.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from safetensors.torch import save_file
 
 from ganzoo import Trainer
 
+TINY = {
+    "dcgan": {"g_width": 8, "d_width": 8, "latent_dim": 16},
+    "cyclegan": {"g_width": 4, "d_width": 4, "residual_blocks": 1, "examples": 4, "pool_size": 6},
+}
+
 
 def main() -> None:
     out = Path(sys.argv[1])
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
+    plugin = sys.argv[2] if len(sys.argv) > 2 else "dcgan"
     result = Trainer(
-        "dcgan",
-        config={"g_width": 8, "d_width": 8, "latent_dim": 16},
+        plugin,
+        config=TINY[plugin],
         train={
             "steps": 4,
             "batch_size": 16,
@@ -35,7 +42,7 @@ def main() -> None:
             "progress": False,
             "tensorboard": False,
         },
-        data="mnist-4k",
+        data="digits-8x8-to-mnist" if plugin == "cyclegan" else "mnist-4k",
         out=out / "run",
     ).fit()
     tensors = {}

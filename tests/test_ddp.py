@@ -18,15 +18,13 @@ pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def run_workers(out: Path, plugin: str) -> Path:
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node=2", str(WORKER), str(out)],
+        [str(torchrun), "--standalone", "--nproc_per_node=2", str(WORKER), str(out), plugin],
         env=env,
         capture_output=True,
         text=True,
@@ -34,6 +32,11 @@ def ddp_run(tmp_path_factory):
     )
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return out
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    return run_workers(tmp_path_factory.mktemp("ddp"), "dcgan")
 
 
 def _ranks(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -109,3 +112,13 @@ def test_cli_under_torchrun_trains_and_reports_once(tmp_path):
     assert proc.stdout.count("checkpoint: ") == 1
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert (run / "checkpoints" / "step-000002" / "model.safetensors").is_file()
+
+
+def test_cyclegan_ranks_agree_on_all_four_networks_and_the_pools(tmp_path):
+    out = run_workers(tmp_path, "cyclegan")
+    rank0, rank1 = _ranks(out)
+    roles = {k.split(".", 1)[0] for k in rank0}
+    assert {"generator_ab", "generator_ba", "discriminator_a", "discriminator_b", "memory"} <= roles
+    differing = [k for k in rank0 if not torch.equal(rank0[k], rank1[k])]
+    assert not differing, f"ranks disagree on {differing[:5]}"
+    assert any(k.startswith("memory.pool_a") and rank0[k].abs().sum() > 0 for k in rank0)  # the pools filled
