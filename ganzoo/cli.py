@@ -48,6 +48,8 @@ class GanzooGroup(click.Group):
             _error(exc.format_message(), exc.exit_code)
         except GanzooError as exc:
             _error(str(exc), exc.exit_code)
+        except OSError as exc:  # the machine's side: an unwritable directory, a full disk, a path through a file
+            _error(f"cannot read or write a file: {exc}", 1)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("Interrupted.", err=True)
             sys.exit(130)
@@ -289,6 +291,8 @@ def sample(
     if model.plugin.modality == "text":
         if label is not None:
             raise UsageError(f"{model.plugin.name} is not a conditional model; it takes no --label")
+        if out is not None and Path(out).suffix.lower() != ".txt":
+            raise UsageError(f"--out {out}: {model.plugin.name} draws text; write it to a .txt file")
         options = {"temperature": 1.0 if temperature is None else temperature, "top_k": top_k}
         samples, per_row = model.sample(n, seed=seed, use_ema=not no_ema, **options), None
         if out is None:

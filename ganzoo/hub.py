@@ -83,7 +83,7 @@ def _run_dir(model: GANModel) -> Path | None:
 
 
 def _latest_evaluation(model: GANModel, run_dir: Path) -> dict[str, Any] | None:
-    """The run's evaluation of this model's step from eval.json (else its latest), metrics and how they were made."""
+    """The run's evaluation of this model's step from eval.json (None if that step was not evaluated)."""
     from ganzoo.metrics.evaluation import read_evaluations
 
     records = read_evaluations(run_dir)
@@ -91,7 +91,9 @@ def _latest_evaluation(model: GANModel, run_dir: Path) -> dict[str, Any] | None:
     if not scored:
         return None
     same_step = [r for r in scored if r.get("step") == model.info.get("step")]
-    chosen = (same_step or scored)[-1]
+    if not same_step:  # scores of other weights than the ones saved are not this model's
+        return None
+    chosen = same_step[-1]
     keep = ("features", "data", "n", "reference_n", "step")
     return {k: chosen[k] for k in (*METRIC_KEYS, *keep) if chosen.get(k) is not None}
 
@@ -248,9 +250,16 @@ def save_pretrained(model_or_run: GANModel | str | Path, directory: str | Path, 
 
 def parse_hub_source(source: str) -> tuple[str, str | None] | None:
     """`user/repo`, `user/repo@revision` or `hf-hub:user/repo[@revision]` -> (repo id, revision); else None."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     text = source[len(HUB_PREFIX) :] if source.startswith(HUB_PREFIX) else source
     repo_id, _, revision = text.partition("@")
-    if not _REPO_ID.match(repo_id):
+    try:
+        valid = bool(_REPO_ID.match(repo_id)) and validate_repo_id(repo_id) is None
+    except HFValidationError:
+        valid = False
+    if not valid:
         if source.startswith(HUB_PREFIX):
             raise UsageError(f"{source!r} is not a Hub model name; expected hf-hub:user/repo[@revision]")
         return None

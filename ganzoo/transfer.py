@@ -174,6 +174,11 @@ def prepare_finetune(
 
     model = source if isinstance(source, GANModel) else load_pretrained(source)
     plugin = model.plugin
+    if plugin.modality == "text":
+        raise UsageError(
+            f"fine-tuning {plugin.name} is not supported yet: a text model's token ids belong to its vocabulary, and "
+            "new data would need that same vocabulary; train on the new text instead"
+        )
     model_overrides, train_overrides = split_overrides(plugin, dict(overrides or {}))
     _check_architecture(model, model_overrides)
 
@@ -188,17 +193,24 @@ def prepare_finetune(
     resolved = resolve_model_config(plugin, config, native)
 
     origin = str(model.info.get("source", "the source model"))
-    source_weights = {key: tensor.detach().cpu() for key, tensor in model.weights().items()}
+    trained = set(plugin.optimizers(model.config)) | set(plugin.generator_roles)
+
+    def learned(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The trained networks and their EMA copies; other state (e.g. history pools) starts afresh."""
+        return {k: t for k, t in weights.items() if k.partition(".")[0].removesuffix(EMA_SUFFIX) in trained}
+
+    source_weights = {key: tensor.detach().cpu() for key, tensor in learned(model.weights()).items()}
     with torch.device("meta"):
         skeleton = build_model(plugin, resolved, native)
-    _, resized = transfer_weights(source_weights, skeleton.weights(), class_change, origin)
+    _, resized = transfer_weights(source_weights, learned(skeleton.weights()), class_change, origin)
     notes = _data_notes(plugin, resolved, native, data_source.spec)
     if resized:
         notes.insert(0, _reheading_note(plugin, old_classes or 0, new_classes or 0, resized))
 
     def initialise(target: GANModel) -> None:
-        weights, _ = transfer_weights(source_weights, target.weights(), class_change, origin)
-        target.load_weights(weights, origin)
+        fresh = target.weights()
+        weights, _ = transfer_weights(source_weights, learned(fresh), class_change, origin)
+        target.load_weights({**fresh, **weights}, origin)
 
     base_model = base_model_record(model)
     trainer = Trainer(

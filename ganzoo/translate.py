@@ -113,6 +113,10 @@ def translate(
     root, files = _inputs(inputs)
     if inputs.is_dir() and out_dir.resolve() == inputs.resolve():
         raise UsageError(f"the output directory {out_dir} is the input directory; choose another --out")
+    sources = {path.resolve() for path in files}
+    clash = next((path for path in files if (out_dir / path.relative_to(root)).resolve() in sources), None)
+    if clash is not None:
+        raise UsageError(f"translating {clash} into {out_dir} would overwrite it; choose another --out")
     images = [(path, _read(path, mode)) for path in files]
     unreadable = [path for path, image in images if image is None]
     if inputs.is_file() and unreadable:

@@ -436,6 +436,8 @@ def test_translate_bad_inputs(cyclegan_run, inputs, tmp_path):
         translate(model, inputs, direction="a2c", out_dir=tmp_path / "o")
     with pytest.raises(UsageError, match="is the input directory"):
         translate(model, inputs, out_dir=inputs)
+    with pytest.raises(UsageError, match=r"wide\.png into .* would overwrite it"):
+        translate(model, inputs / "wide.png", out_dir=inputs)
     (inputs / "broken.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(UsageError, match=r"cannot read the image .*broken\.png"):
         translate(model, inputs / "broken.png", out_dir=tmp_path / "o")

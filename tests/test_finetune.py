@@ -354,3 +354,30 @@ def test_data_at_another_resolution_is_resized_and_said(dcgan_run, tmp_path):
         )
     )
     assert f"the images of folder:{folder} (of their own sizes) are resized to the model's 28 px" in out
+
+
+def test_a_cyclegan_keeps_its_networks_and_starts_its_pools_afresh(tmp_path):
+    tiny = {"g_width": 4, "d_width": 4, "residual_blocks": 1, "examples": 4, "pool_size": 6}
+    train = {**QUIET, "steps": 2, "batch_size": 4}
+    source = ganzoo.Trainer("cyclegan", tiny, train, out=tmp_path / "source").fit().model
+    assert int(source.nets["memory"].pool_a.count) == 6  # two batches of 4: the source's pool is full
+    overrides = {**QUIET, "steps": 1, "batch_size": 4, "lr": 0.0}  # lr 0: the networks stay the source's
+    finetune = prepare_finetune(source, "digits-8x8-to-mnist?split=test", overrides, tmp_path / "run")
+    seen = {}
+    finetune.trainer.callbacks.append(lambda trainer, step: seen.update(model=trainer.model))
+    finetune.trainer.fit()
+    model = seen["model"]
+    # one iteration later the pool holds this run's first batch only, and the examples come from the new data
+    assert int(model.nets["memory"].pool_a.count) == 4
+    assert not torch.equal(model.nets["memory"].examples_a, source.nets["memory"].examples_a)
+    for role in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b"):
+        assert_equal(parameters(model.nets[role]), parameters(source.nets[role]))
+
+
+def test_text_models_are_not_fine_tuned(tmp_path):
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("ANNA\nBOB\nCARL\nDORA\n" * 4, encoding="utf-8")
+    config = {"embed_dim": 4, "hidden_dim": 8, "d_embed_dim": 4, "d_hidden_dim": 4, "pretrain_steps": 1}
+    run = ganzoo.Trainer("lstm-gan", config, {**QUIET, "steps": 1}, data=f"text:{corpus}", out=tmp_path / "t").fit()
+    with pytest.raises(UsageError, match="fine-tuning lstm-gan is not supported yet"):
+        prepare_finetune(run.run_dir, f"text:{corpus}")

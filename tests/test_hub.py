@@ -89,7 +89,7 @@ def test_push_load_and_sample_round_trip(hub, run_dir, tmp_path, monkeypatch, xe
     from huggingface_hub import HfApi, constants
 
     if xet:
-        pytest.importorskip("hf_xet")
+        import hf_xet  # noqa: F401  (a dependency of huggingface_hub on this platform; its absence must fail)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", not xet)
     calls = []
     original = HfApi.create_commit
@@ -203,6 +203,9 @@ def test_repo_and_revision_not_found(hub, run_dir, tmp_path):
     with pytest.raises(UsageError, match="hf-hub:user/repo"):
         parse_hub_source("hf-hub:not a repo")
     assert parse_hub_source("runs/x@v1") == ("runs/x", "v1") and parse_hub_source("/abs/path") is None
+    # names the Hub refuses are local paths, and a missing one is a one-line error, not a validation traceback
+    assert parse_hub_source("runs/dcgan--x") is None and parse_hub_source("runs/x.git") is None
+    one_line_error(invoke("sample", "runs/dcgan--x", "--out", tmp_path / "x.png"), 1, "runs/dcgan--x does not exist")
 
 
 def _edit_saved(run_dir: Path, target: Path, edit_config=None, edit_weights=None) -> Path:
@@ -308,8 +311,11 @@ def test_card_carries_the_runs_metrics_and_base_model(run_dir, tmp_path):
     from huggingface_hub import ModelCard
 
     scores = {"fid": 12.5, "kid_mean": 0.01, "kid_std": 0.001, "n": 100, "features": "digits", "data": "mnist-4k"}
-    record_evaluation(run_dir, scores, step=2, checkpoint=None)
+    record_evaluation(run_dir, {**scores, "fid": 99.0}, step=1, checkpoint=None)  # other weights: not carried
     try:
+        unscored = ganzoo.save_pretrained(run_dir, tmp_path / "unscored")
+        assert "evaluation" not in json.loads((unscored / "config.json").read_text())
+        record_evaluation(run_dir, scores, step=2, checkpoint=None)
         target = ganzoo.save_pretrained(run_dir, tmp_path / "scored", repo_id="alice/scored")
     finally:
         (run_dir / "eval.json").unlink()
@@ -367,3 +373,8 @@ def test_unreachable_hub(hub, run_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
     one_line_error(invoke("sample", "runs/tiny", "--out", tmp_path / "x.png"), 1, "cannot reach the Hub", "runs/tiny")
     one_line_error(invoke("push", run_dir, "--repo-id", "alice/x"), 1, "cannot reach the Hub")
+
+
+def test_an_unwritable_save_target_is_one_line(run_dir, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    one_line_error(invoke("save", run_dir, tmp_path / "a-file" / "model"), 1, "cannot read or write a file")

@@ -252,6 +252,8 @@ def test_sample_command_prints_or_writes_text(tmp_path):
     assert len(lines) == 5 and set("".join(lines)) <= set("".join(NAMES))
     written = runner.invoke(cli, ["sample", str(run), "--n", "3", "--out", str(tmp_path / "names-out.txt")])
     assert written.exit_code == 0 and len((tmp_path / "names-out.txt").read_text().splitlines()) == 3
+    as_image = runner.invoke(cli, ["sample", str(run), "--out", str(tmp_path / "names.png")])
+    assert as_image.exit_code != 0 and "write it to a .txt file" in as_image.output
     labelled = runner.invoke(cli, ["sample", str(run), "--label", "1"])
     assert labelled.exit_code != 0 and "takes no --label" in labelled.output
     image_run = tmp_path / "dcgan"

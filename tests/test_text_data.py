@@ -216,7 +216,7 @@ def oracle():
 
 
 def test_oracle_scores_its_own_samples_at_5_75(oracle):
-    """The SeqGAN oracle's entropy rate is 5.748 nats/token (shared/data/README.md). Over 600 sequences of 20
+    """The SeqGAN oracle's entropy rate is 5.748 nats/token (benchmarks/data/README.md). Over 600 sequences of 20
     tokens the standard error of the mean NLL is about 0.024 nats, so ±0.05 is two standard errors (seeded)."""
     assert oracle.vocab_size == 5000 and oracle.hidden_size == 32
     samples = oracle.sample(600, 20, generator=torch.Generator().manual_seed(0))
@@ -225,7 +225,7 @@ def test_oracle_scores_its_own_samples_at_5_75(oracle):
 
 
 def test_oracle_scores_uniform_tokens_at_11_42(oracle):
-    """Uniform random tokens score 11.42 nats/token under the oracle (shared/data/README.md); ±0.1 over 400."""
+    """Uniform random tokens score 11.42 nats/token under the oracle (benchmarks/data/README.md); ±0.1 over 400."""
     uniform = torch.randint(5000, (400, 20), generator=torch.Generator().manual_seed(1))
     assert oracle.nll(uniform) == pytest.approx(11.42, abs=0.1)
     assert math.log(5000) < oracle.nll(uniform)  # worse than a uniform model's 8.52
