@@ -141,6 +141,11 @@ class GANPlugin:
     """Overrides of the engine's `TrainConfig` defaults that suit this architecture (steps, batch size, EMA)."""
     conditional: ClassVar[bool] = False
     """True when `sample` takes class labels (a LongTensor of n labels in 0..num_classes-1) as `condition`."""
+    num_classes_field: ClassVar[str | None] = "num_classes"
+    """Conditional plugins: the config field that holds the number of classes and is filled from the data (None
+    when left unset). Fine-tuning on data with another number of classes sets it afresh and re-sizes every
+    tensor whose shape depends on it, copying the rows of the classes both have (class re-heading); None: no
+    such field, so no re-heading."""
     default_data: ClassVar[str | None] = None
     """The data spec `ganzoo train` uses without --data (None: the embedded `mnist-4k` digits)."""
     grid_columns: ClassVar[int | None] = None

@@ -7,7 +7,7 @@ start from the source's weights with fresh optimizers, plus the notes a user sho
 - the model config is the source's; `overrides` may change training hyper-parameters only (learning rates,
   betas, the loss, penalty weights, any `TrainConfig` field). An override that changes the networks (their
   parameter names or shapes, e.g. a width or the resolution) is a `UsageError` naming the key;
-- class re-heading: when a conditional model (its config's `num_classes` follows the data) is fine-tuned on data
+- class re-heading: when a conditional model (its `GANPlugin.num_classes_field` follows the data) is fine-tuned on data
   with another number of classes, every tensor whose shape differs from the source's only along class
   dimensions (embeddings, projection heads, label input channels) is re-sized and its overlapping rows copied;
   the rest is kept and a note lists the re-sized tensors;
@@ -36,9 +36,6 @@ from ganzoo.plugin import DataInfo, GANPlugin
 
 if TYPE_CHECKING:
     from ganzoo.engine.trainer import Callback, Trainer
-
-CLASSES_KEY = "num_classes"
-"""The config field of a conditional plugin that follows the data's number of classes."""
 
 
 @dataclasses.dataclass
@@ -70,7 +67,7 @@ def _check_architecture(source: GANModel, overrides: Mapping[str, Any]) -> None:
     plugin, base = source.plugin, config_to_dict(source.config)
     reference = _signature(plugin, source.config, source.data_info)
     for key, value in overrides.items():
-        if key == CLASSES_KEY and plugin.conditional:
+        if plugin.conditional and key == plugin.num_classes_field:
             raise UsageError(f"{key} cannot be set when fine-tuning: the number of classes comes from --data")
         config = resolve_model_config(plugin, {**base, key: value}, source.data_info)
         if _signature(plugin, config, source.data_info) != reference:
@@ -187,8 +184,9 @@ def prepare_finetune(
     config = {**config_to_dict(model.config), **model_overrides}
     old_classes, new_classes = model.data_info.num_classes, native.num_classes
     class_change = 0
-    if plugin.conditional and CLASSES_KEY in config and new_classes != old_classes:
-        config[CLASSES_KEY] = None  # the plugin fills it from the data (or says the data has no labels)
+    field = plugin.num_classes_field if plugin.conditional else None
+    if field in config and new_classes != old_classes:
+        config[field] = None  # the plugin fills it from the data (or says the data has no labels)
         class_change = (new_classes or 0) - (old_classes or 0)
     resolved = resolve_model_config(plugin, config, native)
 

@@ -295,6 +295,14 @@ def test_cgan_is_reheaded_to_the_new_classes(cgan_run, tmp_path):
     succeeded(ganzoo_cli("sample", tmp_path / "five", "--label", 4, "--n", 2, "--out", tmp_path / "four.png"))
 
 
+def test_re_heading_follows_the_plugins_class_field(cgan_run, tmp_path, monkeypatch):
+    """A plugin that names no class field is not re-headed: the model keeps 10 classes, which 5-class data
+    cannot train (the plugin's own error), instead of a silent re-sizing."""
+    monkeypatch.setattr(type(load_run(cgan_run).plugin), "num_classes_field", None)
+    with pytest.raises(UsageError, match="num_classes=10 but the data has 5 classes"):
+        prepare_finetune(cgan_run, "mnist-4k?classes=5-9&n=20", {"steps": 1, **QUIET}, tmp_path / "run").trainer.fit()
+
+
 def test_transfer_weights_grows_classes_and_lists_what_does_not_fit():
     source = {"g.embed": torch.ones(3, 2), "g.w": torch.full((4,), 2.0), "g_ema.embed": torch.ones(3, 2)}
     target = {"g.embed": torch.zeros(5, 2), "g.w": torch.zeros(4)}
