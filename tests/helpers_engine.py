@@ -155,3 +155,14 @@ DCGAN_TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16}
 def dcgan_train(**overrides: Any) -> dict[str, Any]:
     """TrainConfig overrides for a quick, quiet CPU run of a tiny DCGAN on mnist-4k."""
     return _quiet_cpu_run(**{"batch_size": 16, "log_every": 2, **overrides})
+
+
+class StopAfter:
+    """A training callback that interrupts the run after iteration `step`, as Ctrl-C would (for resume tests)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, trainer: Any, step: int) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt

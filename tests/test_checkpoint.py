@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from helpers_engine import DCGAN_TINY, ToyGAN, dcgan_train, toy_data, toy_train
+from helpers_engine import DCGAN_TINY, StopAfter, ToyGAN, dcgan_train, toy_data, toy_train
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -217,15 +217,6 @@ def test_keep_checkpoints_keeps_the_newest(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- resume
-
-
-class StopAfter:
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, trainer, step):
-        if step == self.step:
-            raise KeyboardInterrupt
 
 
 def _final_state(checkpoint):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers_engine import ToyGAN, toy_data, toy_train
+from helpers_engine import StopAfter, ToyGAN, toy_data, toy_train
 from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
@@ -328,15 +328,6 @@ def test_short_training_lowers_the_cycle_loss(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     cycle = [line["cycle_a"] + line["cycle_b"] for line in lines]
     assert cycle[-1] < 0.6 * cycle[0], cycle
-
-
-class StopAfter:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def __call__(self, trainer, step):
-        if step == self.step:
-            raise KeyboardInterrupt
 
 
 def test_resume_restores_the_pools_bit_identically(tmp_path):

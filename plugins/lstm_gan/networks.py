@@ -31,6 +31,15 @@ __all__ = ["TextDiscriminator", "TextGenerator"]
 State = tuple[torch.Tensor, torch.Tensor]
 
 
+def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    """`lstm(inputs, state)`, in float32 under fp16 autocast on the CPU, where oneDNN has no fp16 LSTM."""
+    cpu_fp16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16
+    if inputs.device.type != "cpu" or not cpu_fp16:
+        return lstm(inputs, state)
+    with torch.autocast("cpu", enabled=False):
+        return lstm(inputs.float(), None if state is None else (state[0].float(), state[1].float()))
+
+
 class TextGenerator(nn.Module):
     """Token embedding, a (multi-layer) LSTM and a linear softmax head over the vocabulary."""
 
@@ -63,7 +72,7 @@ class TextGenerator(nn.Module):
 
     def _step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """Logits of the next token after feeding `tokens` (n,), and the new state."""
-        out, state = self.lstm(self.embed(tokens)[:, None], state)
+        out, state = run_lstm(self.lstm, self.embed(tokens)[:, None], state)
         return self._logits(out[:, 0]), state
 
     def _start(self, n: int) -> torch.Tensor:
@@ -110,7 +119,7 @@ class TextGenerator(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: (n, T) ids -> (n, T, V) float32 logits, position t predicting `tokens[:, t]`."""
-        out, _ = self.lstm(self.embed(self._teacher_inputs(tokens)))
+        out, _ = run_lstm(self.lstm, self.embed(self._teacher_inputs(tokens)))
         return self._logits(out)
 
     def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -218,7 +227,7 @@ class TextDiscriminator(nn.Module):
             raise ValueError(f"expected (n, T, {self.vocab_size}) one-hot sequences, got {tuple(x.shape)}")
         h = self.embed(x)
         if self.kind == "lstm":
-            _, (hidden, _) = self.lstm(h)
+            _, (hidden, _) = run_lstm(self.lstm, h)
             features = hidden[-1]
         else:
             h = h.transpose(1, 2)
