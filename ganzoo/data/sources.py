@@ -132,20 +132,26 @@ def _embedded_digits() -> tuple[torch.Tensor, torch.Tensor]:
         return from_numpy_images(arrays["images"]), torch.from_numpy(arrays["labels"].astype(np.int64))
 
 
-def _embedded_digits_split(name: str) -> _Reader:
-    """A fixed, class-balanced split of the embedded digits: the same 100 test digits per class everywhere."""
+def balanced_split(read_all: _Reader, name: str, test_per_class: int) -> _Reader:
+    """A fixed, class-balanced split of labelled data: the same `test_per_class` test images of every class
+    everywhere (seeded); `name` is train or test."""
 
     def read() -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = _embedded_digits()
+        images, labels = read_all()
         generator = torch.Generator().manual_seed(20261122)
         test = torch.zeros(len(labels), dtype=torch.bool)
-        for digit in range(10):
+        for digit in range(int(labels.max()) + 1):
             members = torch.nonzero(labels == digit).flatten()
-            test[members[torch.randperm(len(members), generator=generator)[:EMBEDDED_TEST_PER_CLASS]]] = True
+            test[members[torch.randperm(len(members), generator=generator)[:test_per_class]]] = True
         keep = test if name == "test" else ~test
         return images[keep], labels[keep]
 
     return read
+
+
+def _embedded_digits_split(name: str) -> _Reader:
+    """A fixed, class-balanced split of the embedded digits: the same 100 test digits per class everywhere."""
+    return balanced_split(_embedded_digits, name, EMBEDDED_TEST_PER_CLASS)
 
 
 def cache_dir() -> Path:

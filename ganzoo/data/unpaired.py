@@ -31,6 +31,7 @@ from ganzoo.data.sources import (
     DataSource,
     FolderSource,
     TensorImageSource,
+    balanced_split,
     register_data,
     resolve_data,
 )
@@ -185,18 +186,7 @@ def _uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _uci_digits_split(name: str) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
     """A fixed class-balanced split of the UCI digits: the same 50 test digits per class everywhere."""
-
-    def read() -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = _uci_digits()
-        generator = torch.Generator().manual_seed(20261122)
-        test = torch.zeros(len(labels), dtype=torch.bool)
-        for digit in range(10):
-            members = torch.nonzero(labels == digit).flatten()
-            test[members[torch.randperm(len(members), generator=generator)[:UCI_TEST_PER_CLASS]]] = True
-        keep = test if name == "test" else ~test
-        return images[keep], labels[keep]
-
-    return read
+    return balanced_split(_uci_digits, name, UCI_TEST_PER_CLASS)
 
 
 def uci_digits_source(spec: str = "uci-digits-8x8") -> TensorImageSource:
