@@ -82,6 +82,8 @@ class UpdateStep:
     A step with `needs_data=False` (a generator step) gets an empty batch and uses `ctx.batch_size`.
     `steps=(start, end)` makes it a phase: it runs only at iterations start <= step < end (0-based; end None:
     to the end of training), e.g. MLE pre-training of a text generator before the adversarial updates.
+    `lr_scale` multiplies the learning rate of the updated networks' optimizers for this update only (e.g. a
+    faster rate for MLE pre-training than for the adversarial updates, as RelGAN uses), on top of the schedule.
     """
 
     name: str
@@ -90,12 +92,15 @@ class UpdateStep:
     repeats: int = 1
     needs_data: bool = True
     steps: tuple[int, int | None] = (0, None)
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.networks:
             raise ValueError(f"update step {self.name!r} names no network to update")
         if self.repeats < 1:
             raise ValueError(f"update step {self.name!r} must repeat at least once, got {self.repeats}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"update step {self.name!r} needs a positive lr_scale, got {self.lr_scale}")
         start, end = self.steps
         if start < 0 or (end is not None and end <= start):
             raise ValueError(f"update step {self.name!r} has an empty or negative step range {self.steps}")

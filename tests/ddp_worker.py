@@ -1,6 +1,7 @@
 """Run by tests/test_ddp.py under `torchrun --nproc_per_node=2`: train a tiny GAN on the CPU for 4 steps.
 
-Usage: ddp_worker.py OUT_DIR [PLUGIN] (dcgan by default; cyclegan on its two-domain digits). The run goes to
+Usage: ddp_worker.py OUT_DIR [PLUGIN] (dcgan by default; cyclegan on its two-domain digits; lstm-gan on 256
+surnames, two iterations of MLE then two adversarial ones). The run goes to
 OUT_DIR/run; every rank then writes its final networks (and EMA copies) to OUT_DIR/rank{R}.safetensors so the
 test can compare the ranks.
 """
@@ -19,7 +20,9 @@ from ganzoo import Trainer
 TINY = {
     "dcgan": {"g_width": 8, "d_width": 8, "latent_dim": 16},
     "cyclegan": {"g_width": 4, "d_width": 4, "residual_blocks": 1, "examples": 4, "pool_size": 6},
+    "lstm-gan": {"embed_dim": 8, "hidden_dim": 8, "d_hidden_dim": 8, "pretrain_steps": 2},
 }
+DATA = {"dcgan": "mnist-4k", "cyclegan": "digits-8x8-to-mnist", "lstm-gan": "surnames?split=train&n=256"}
 
 
 def main() -> None:
@@ -42,7 +45,7 @@ def main() -> None:
             "progress": False,
             "tensorboard": False,
         },
-        data="digits-8x8-to-mnist" if plugin == "cyclegan" else "mnist-4k",
+        data=DATA[plugin],
         out=out / "run",
     ).fit()
     tensors = {}

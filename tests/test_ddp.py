@@ -122,3 +122,15 @@ def test_cyclegan_ranks_agree_on_all_four_networks_and_the_pools(tmp_path):
     differing = [k for k in rank0 if not torch.equal(rank0[k], rank1[k])]
     assert not differing, f"ranks disagree on {differing[:5]}"
     assert any(k.startswith("memory.pool_a") and rank0[k].abs().sum() > 0 for k in rank0)  # the pools filled
+
+
+def test_lstm_gan_ranks_agree_through_the_mle_and_adversarial_phases(tmp_path):
+    out = run_workers(tmp_path, "lstm-gan")
+    rank0, rank1 = _ranks(out)
+    assert {k.split(".", 1)[0] for k in rank0} == {"generator", "discriminator", "generator_ema"}
+    differing = [k for k in rank0 if not torch.equal(rank0[k], rank1[k])]
+    assert not differing, f"ranks disagree on {differing[:5]}"
+    lines = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "loss/mle" in lines[0] and "loss/generator" in lines[1] and "loss/mle" not in lines[1]
+    vocab = json.loads((out / "run" / "checkpoints" / "step-000004" / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab["tokenizer"] == "char"

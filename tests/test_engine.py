@@ -11,7 +11,7 @@ from helpers_engine import DCGAN_TINY, ToyGAN, dcgan_train, toy_data, toy_train
 from PIL import Image
 
 import ganzoo
-from ganzoo import Trainer
+from ganzoo import Trainer, UpdateStep
 from ganzoo.engine import checkpoint as ckpt
 from ganzoo.engine import precision as precision_module
 from ganzoo.errors import DivergenceError
@@ -294,6 +294,55 @@ def test_run_writes_metrics_samples_tensorboard_and_config(tmp_path):
     assert saved["config"]["resolution"] == 28 and saved["config"]["channels"] == 1
     assert saved["world_size"] == 1
     assert result.checkpoint == run_dir / "checkpoints" / "step-000004"
+
+
+class _PhasedLogs(ToyGAN):
+    """Logs the value 2 from each of 3 critic repeats, and 5 from a generator phase that ends at iteration 3."""
+
+    def schedule(self, config):
+        def critic(nets, batch, ctx):
+            loss, _ = self._d_loss(nets, batch, ctx)
+            return loss, {"probe/critic": 2.0}
+
+        def warmup(nets, batch, ctx):
+            loss, _ = self._g_loss(nets, batch, ctx)
+            return loss, {"probe/warmup": torch.tensor(5.0)}
+
+        return [
+            UpdateStep("discriminator", ("discriminator",), critic, repeats=3),
+            UpdateStep("warmup", ("generator",), warmup, needs_data=False, steps=(0, 3)),
+        ]
+
+
+def test_logged_values_average_over_the_times_they_were_logged(tmp_path):
+    """Not per iteration: a repeated update is not summed, a phase ending mid-window is not diluted."""
+    plugin = _PhasedLogs(snapshot=False)
+    result = Trainer(plugin, train=toy_train(steps=4, log_every=4), data=toy_data(), out=tmp_path / "run").fit()
+    (line,) = [json.loads(text) for text in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert line["probe/critic"] == pytest.approx(2.0) and line["probe/warmup"] == pytest.approx(5.0)
+    d_losses = [c for c in plugin.calls if c["name"] == "discriminator"]
+    assert len(d_losses) == 12 and 0 < line["loss/discriminator"] < 3  # a mean of losses near log 4, not a sum
+
+
+class _FastStart(ToyGAN):
+    """The generator's first two iterations are an update at ten times its learning rate."""
+
+    def schedule(self, config):
+        return [
+            UpdateStep("discriminator", ("discriminator",), self._d_loss),
+            UpdateStep("warmup", ("generator",), self._g_loss, needs_data=False, steps=(0, 2), lr_scale=10.0),
+            UpdateStep("generator", ("generator",), self._g_loss, needs_data=False, steps=(2, None)),
+        ]
+
+
+def test_an_update_scales_its_networks_learning_rate_on_top_of_the_schedule(tmp_path):
+    train = toy_train(steps=4, log_every=1, lr_schedule="linear-decay", lr_decay_start=0.5)
+    Trainer(_FastStart(snapshot=False), config={"lr": 0.01}, train=train, data=toy_data(), out=tmp_path / "run").fit()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["lr/generator"] for line in lines] == pytest.approx([0.1, 0.1, 0.01, 0.005])
+    assert [line["lr/discriminator"] for line in lines] == pytest.approx([0.01, 0.01, 0.01, 0.005])
+    with pytest.raises(ValueError, match="positive lr_scale"):
+        UpdateStep("g", ("generator",), _FastStart()._g_loss, lr_scale=0.0)
 
 
 def test_no_tensorboard_events_when_disabled(tmp_path):

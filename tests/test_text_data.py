@@ -189,6 +189,26 @@ def test_surnames_corpus_and_its_fixed_split():
         source.split("dev")
 
 
+def test_text_specs_take_a_seeded_subset_and_no_classes(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("".join(f"w{i}\n" for i in range(50)), encoding="utf-8")
+    subset = resolve_data(f"text:{path}?n=10&seed=3").load(tokenizer="word")
+    again = resolve_data(f"text:{path}?n=10&seed=3").load(tokenizer="word")
+    other = resolve_data(f"text:{path}?n=10&seed=4").load(tokenizer="word")
+    assert len(subset) == 10 and subset.decode() == again.decode() != other.decode()
+    kept = [int(word[1:]) for word in subset.decode()]
+    assert kept == sorted(kept)  # file order
+    assert len(subset.vocab.tokens) == 10  # the vocabulary of the subset only
+    names = resolve_data("surnames?split=train&n=25").load()
+    assert len(names) == 25 and resolve_data("surnames?split=train&n=25").spec == "surnames?split=train&n=25"
+    with pytest.raises(UsageError, match="has only 50 samples"):
+        resolve_data(f"text:{path}?n=51").load()
+    with pytest.raises(UsageError, match="'classes=' needs labelled image data"):
+        resolve_data(f"text:{path}?classes=1")
+    with pytest.raises(UsageError, match=r"has no splits; 'split=' is accepted by .*mnist-4k.*surnames"):
+        resolve_data(f"text:{path}?split=test")
+
+
 def test_dataset_items_and_batches():
     vocab = Vocabulary.build(["ab", "abc"], "char")
     dataset = encode_samples(["ab", "abc", "c"], vocab, max_length=4)

@@ -58,6 +58,10 @@ class DataSource:
         """The source restricted to one named split."""
         raise UsageError(f"data spec {self.spec!r} has no splits")
 
+    def select(self, spec: str, classes: list[int] | None, n: int | None, seed: int) -> DataSource:
+        """The source narrowed by `?classes=` and/or `?n=` (`spec`: the whole spec); images by default."""
+        return SelectedSource(self, spec, classes, n, seed)
+
 
 class TensorImageSource(DataSource):
     """Images that fit in memory as one uint8 tensor, resized and converted on load.
@@ -348,17 +352,19 @@ def resolve_data(spec: str | None = None) -> DataSource:
     selection = _parse_selection(query, spec)
     if "split" in selection:
         if not source.splits():
-            raise UsageError(f"data spec {base_spec!r} has no splits; 'split=' is accepted by mnist-4k and {_TV_NAMES}")
+            raise UsageError(f"data spec {base_spec!r} has no splits; 'split=' is accepted by {_split_specs()}")
         source = source.split(selection["split"])
     classes = _parse_classes(selection["classes"], spec) if "classes" in selection else None
     n = _positive_int(selection, "n", spec, 1)
     seed = _positive_int(selection, "seed", spec, 0) or 0
     if classes is None and n is None:
         return source
-    return SelectedSource(source, spec, classes, n, seed)
+    return source.select(spec, classes, n, seed)
 
 
-_TV_NAMES = ", ".join(_TORCHVISION)
+def _split_specs() -> str:
+    """The named specs that offer `?split=` (sources are lazy: building one reads no data)."""
+    return ", ".join(name for name, factory in sorted(_NAMED.items()) if factory(name).splits())
 
 
 def _resolve_base(spec: str) -> DataSource:

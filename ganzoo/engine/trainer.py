@@ -122,6 +122,8 @@ class _Run:
     total_steps: int
     images_per_iteration: int
     images_seen: int = 0
+    lr_factor: float = 1.0
+    """The learning-rate schedule's factor at the current iteration."""
     frozen: list[nn.Parameter] = dataclasses.field(default_factory=list)
     """FreezeD: discriminator parameters that no optimizer updates."""
     hooks: list[Any] = dataclasses.field(default_factory=list)
@@ -129,7 +131,11 @@ class _Run:
 
 
 class _Window:
-    """Logged values summed over the iterations since the last metrics line, and the images/s meanwhile."""
+    """Logged values since the last metrics line, and the images/s meanwhile.
+
+    A value is averaged over the times it was logged (an update repeated n_critic times, a phase that ended
+    mid-window), a count (`count`) over the window's iterations.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device  # the sums stay where the losses are: all-reduce needs them there under NCCL
@@ -137,6 +143,8 @@ class _Window:
 
     def reset(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
+        self.times: dict[str, int] = {}
+        self.counters: set[str] = set()
         self.iterations = 0
         self.images = 0
         self.start = time.perf_counter()
@@ -144,17 +152,24 @@ class _Window:
     def add(self, key: str, value: Any) -> None:
         value = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach()
         self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.times[key] = self.times.get(key, 0) + 1
+
+    def count(self, key: str) -> None:
+        """One more event (e.g. an update the GradScaler skipped), reported per iteration."""
+        self.add(key, 1.0)
+        self.counters.add(key)
 
     def close_iteration(self, images: int) -> None:
         self.iterations += 1
         self.images += images
 
     def means(self, dist: ddp.DistState) -> dict[str, float]:
-        """Mean of each value per iteration (averaged over ranks under DDP, a collective), plus images/s."""
+        """The mean of each value (averaged over ranks under DDP, a collective), events per iteration, images/s."""
         values = {}
         if self.sums:
             keys = sorted(self.sums)
-            means = torch.stack([self.sums[k] for k in keys]) / max(1, self.iterations)
+            divisors = [self.iterations if k in self.counters else self.times[k] for k in keys]
+            means = torch.stack([self.sums[k] for k in keys]) / torch.tensor(divisors, device=self.device).clamp(min=1)
             if dist.enabled:
                 means = ddp.all_reduce_mean(means, dist.world_size)
             values = dict(zip(keys, means.tolist(), strict=True))
@@ -272,12 +287,16 @@ class Trainer:
         device = resolve_device(tc.device, dist_state.local_rank)
         ddp.init_process_group(dist_state, device)
         deterministic_before = torch.are_deterministic_algorithms_enabled()
+        # Denormal floats (e.g. the far tail of a sharp softmax, as in a text GAN's Gumbel-softmax samples) make
+        # CPU matrix products several times slower; training needs none, so they are read and written as zero.
+        torch.set_flush_denormal(True)
         try:
             if dist_state.enabled:
                 self._agree_on_run_dir(dist_state)
             return self._fit(dist_state, device, saved)
         finally:
             torch.use_deterministic_algorithms(deterministic_before)
+            torch.set_flush_denormal(False)  # torch's default (it offers no way to read the current setting)
             ddp.shutdown(dist_state)
 
     def _check_resume_overrides(self, saved: Mapping[str, Any]) -> None:
@@ -510,11 +529,7 @@ class Trainer:
         """One pass over the update schedule, then buffer sync and EMA; returns each update's loss."""
         run.context.step = self.step
         tc = self.train_config
-        if tc.lr_schedule != "constant":
-            factor = lr_factor(self.step, run.total_steps, tc.lr_schedule, tc.lr_decay_start)
-            for role, optimizer in run.optimizers.items():
-                for group in optimizer.param_groups:
-                    group["lr"] = run.base_lrs[role] * factor
+        run.lr_factor = lr_factor(self.step, run.total_steps, tc.lr_schedule, tc.lr_decay_start)
         losses = []
         for update in run.schedule:
             if not update.runs_at(self.step):
@@ -529,7 +544,7 @@ class Trainer:
                     batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
                 loss, logs = self._update(run, update, batch)
                 if self._skipped_by_scaler(run, update):
-                    window.add(f"amp/skipped/{update.name}", 1.0)
+                    window.count(f"amp/skipped/{update.name}")
                     continue
                 losses.append((update.name, loss))
                 window.add(f"loss/{update.name}", loss)
@@ -551,7 +566,10 @@ class Trainer:
         nets = run.model.nets
         scaler = run.scalers[update.name]
         for role in update.networks:
-            run.optimizers[role].zero_grad(set_to_none=True)
+            optimizer = run.optimizers[role]
+            optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = run.base_lrs[role] * run.lr_factor * update.lr_scale
         if scaler.is_enabled():
             self._scale_before[update.name] = scaler.get_scale()
         run.context.scaler = scaler

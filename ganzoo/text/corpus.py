@@ -7,6 +7,9 @@
 * `surnames`: 88,799 US surnames shipped with ganzoo (see `assets/NOTICE.md`); `?split=test` is every tenth name
   (8,879, stratified by frequency since the file is sorted by it), `?split=train` the other 79,920.
 
+Every text spec takes `?n=COUNT` (with `seed=`): a seeded random subset of its samples, e.g.
+`surnames?split=train&n=500`.
+
 `load(tokenizer=, min_freq=, max_length=)` builds the vocabulary from the loaded samples and returns a
 `TextDataset`; samples longer than `max_length` tokens are cut, and one warning says how many were. The dataset's
 `extras` (the vocabulary, the length) are what a text model needs to know about its data. Importing this module
@@ -193,6 +196,22 @@ class TextSource(DataSource):
         if name not in self._splits:
             raise UsageError(f"data spec {self.spec!r} has no split {name!r}; accepted: {', '.join(self._splits)}")
         return TextSource(f"{self.spec}?split={name}", self._splits[name], self.kind)
+
+    def select(self, spec: str, classes: list[int] | None, n: int | None, seed: int) -> DataSource:
+        """`?n=COUNT` (and `seed=`): a seeded random subset of the samples, kept in file order, from which the
+        vocabulary is then built; text has no classes."""
+        if classes is not None:
+            raise UsageError(f"'classes=' needs labelled image data; {self.spec!r} is text (accepted here: n=, seed=)")
+        read = self._read
+
+        def subset() -> list[Any]:
+            samples = read()
+            if n is not None and n > len(samples):
+                raise UsageError(f"n={n} but {self.spec!r} has only {len(samples)} samples")
+            order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n]
+            return [samples[i] for i in order.sort().values.tolist()]
+
+        return TextSource(spec, subset, self.kind)
 
     def load(self, tokenizer: str = "char", min_freq: int = 1, max_length: int | None = None, **_: Any) -> TextDataset:
         """Read the samples, build their vocabulary (`tokenizer` and `min_freq` apply to text) and encode them."""
