@@ -345,6 +345,21 @@ def test_an_update_scales_its_networks_learning_rate_on_top_of_the_schedule(tmp_
         UpdateStep("g", ("generator",), _FastStart()._g_loss, lr_scale=0.0)
 
 
+def test_denormals_read_as_zero_during_training_only(tmp_path):
+    """They slow CPU matmuls several times (the Gumbel-softmax tails of lstm-gan) and training needs none."""
+    tiny = torch.tensor([1e-39])  # below float32's smallest normal number
+    during = []
+
+    def record(trainer, step):
+        during.append(float((tiny * 1.0)[0]))
+
+    Trainer(
+        ToyGAN(snapshot=False), train=toy_train(steps=1), data=toy_data(), out=tmp_path / "run", callbacks=[record]
+    ).fit()
+    assert during == [0.0]
+    assert float((tiny * 1.0)[0]) > 0
+
+
 def test_no_tensorboard_events_when_disabled(tmp_path):
     result = Trainer(ToyGAN(snapshot=False), train=toy_train(tensorboard=False), data=toy_data(), out=tmp_path / "r")
     run_dir = result.fit().run_dir

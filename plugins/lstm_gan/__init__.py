@@ -3,9 +3,10 @@ one-hot sequences, MLE pre-training, then adversarial training through the Gumbe
 annealed inverse temperature (RelGAN, Nie et al. 2019) or through REINFORCE with Monte-Carlo roll-outs (SeqGAN,
 Yu et al. 2017).
 
-The schedule is phases of `UpdateStep`s that the engine runs: `mle` (the generator's maximum likelihood on the data)
-for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator alone) for the next `pretrain_d_steps`,
-then `discriminator` (`d_steps` times) and `generator` every iteration to the end. Text comes from `text:PATH`,
+The schedule is phases of `UpdateStep`s that the engine runs: `mle` (the generator's maximum likelihood on the data,
+at its own learning rate `lr_mle`) for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator
+alone) for the next `pretrain_d_steps`, then `discriminator` (`d_steps` times) and `generator` every iteration to
+the end. Text comes from `text:PATH`,
 `tokens:PATH` or the embedded `surnames` (the default); the vocabulary built from the data is part of the model's
 data info, so a saved model decodes its samples without the data.
 
@@ -63,7 +64,8 @@ class LSTMGANConfig:
         choices=BETA_SCHEDULES,
     )
     rollouts: int = option(16, "reinforce: Monte-Carlo completions per prefix for the rewards", min=1)
-    lr_g: float = option(1e-3, "generator learning rate (Adam), MLE and adversarial", min=0)
+    lr_mle: float = option(1e-2, "generator learning rate (Adam) of MLE pre-training", min=0)
+    lr_g: float = option(1e-3, "generator learning rate (Adam) of the adversarial updates", min=0)
     lr_d: float = option(1e-4, "discriminator learning rate (Adam)", min=0)
     betas: tuple[float, float] = option((0.9, 0.999), "Adam betas of both networks")
 
@@ -165,6 +167,9 @@ class LSTMGAN(GANPlugin):
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
 
     def validate(self, config: LSTMGANConfig) -> None:
+        for name in ("lr_mle", "lr_g"):
+            if getattr(config, name) <= 0:
+                raise UsageError(f"lstm-gan {name}={getattr(config, name)} must be a positive learning rate, e.g. 1e-3")
         if not config.d_kernel_sizes or min(config.d_kernel_sizes) < 1:
             raise UsageError(f"lstm-gan d_kernel_sizes={config.d_kernel_sizes} must be positive widths, e.g. 2,3,4,5")
 
@@ -192,7 +197,8 @@ class LSTMGAN(GANPlugin):
         g_step = _g_gumbel_step if config.adversarial == "gumbel" else _g_reinforce_step
         steps = []
         if mle_end > 0:
-            steps.append(UpdateStep("mle", ("generator",), _mle_step, steps=(0, mle_end)))
+            lr_scale = config.lr_mle / config.lr_g  # the generator's optimizer runs at lr_g
+            steps.append(UpdateStep("mle", ("generator",), _mle_step, steps=(0, mle_end), lr_scale=lr_scale))
         if adversarial > mle_end:
             steps.append(UpdateStep("d_pretrain", ("discriminator",), _d_step, steps=(mle_end, adversarial)))
         return [
