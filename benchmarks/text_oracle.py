@@ -3,18 +3,20 @@ training, with wall time.
 
 The oracle LSTM (`benchmarks/data/seqgan-oracle.npz`, defined in `ganzoo.text.oracle`) draws `--train` training and
 `--test` held-out sequences of 20 tokens over 5,000 ids (seeded). lstm-gan trains on the training set in token-id
-mode (`tokens:PATH`): `--mle-steps` iterations of MLE pre-training, `--d-steps` of discriminator pre-training, then
-`--adv-steps` adversarial iterations. At the end of pre-training and at the end of training it reports, for the
-generator and for its EMA copy:
+mode (`tokens:PATH`) with its defaults at the oracle's size (embedding and hidden 32, as SeqGAN): `--mle-steps`
+iterations of MLE pre-training, `--d-steps` of discriminator pre-training, then `--adv-steps` adversarial iterations.
+At the end of pre-training and at the end of training it reports, for the generator and for its EMA copy:
 
 * NLL_oracle: the oracle's mean negative log-likelihood per token, in nats, of `--n` generated sequences (lower:
   the samples look more like the oracle's; published: ground truth 5.75, MLE 9.04, SeqGAN 8.74, LeakGAN 7.04);
 * NLL_test: the generator's own NLL per token of the held-out oracle sequences (a generator that collapses onto a
   few likely sequences lowers NLL_oracle but raises NLL_test).
 
-train_s excludes the evaluations. One JSON line per evaluation; `--json FILE` also writes them all.
+A baseline that needs no adversary: the MLE generator sampled at a lower temperature (`--temperatures`), its
+NLL_test that of the temperature-scaled distribution. train_s excludes the evaluations. One JSON line per
+evaluation; `--write` puts the medians over `--seeds` into benchmarks/RESULTS.md, `--json FILE` every row.
 
-    python benchmarks/text_oracle.py [--mle-steps 3000] [--adv-steps 1000] [--set adversarial=reinforce ...]
+    python benchmarks/text_oracle.py [--seeds 0,1,2] [--set adversarial=reinforce ...] [--write]
     python benchmarks/text_oracle.py --smoke        # a seconds-long run that checks the script end to end
 """
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -36,49 +40,42 @@ from ganzoo_plugins.lstm_gan import plugin
 
 ORACLE = Path(__file__).resolve().parent / "data" / "seqgan-oracle.npz"
 LENGTH = 20
+ORACLE_SIZE = {"embed_dim": 32, "hidden_dim": 32}
+PUBLISHED = "ground truth 5.75, MLE 9.04, SeqGAN 8.74, RankGAN 8.25, LeakGAN 7.04 (NLL_oracle)"
 
 
 def _write_tokens(path: Path, sequences: torch.Tensor) -> None:
     path.write_text("\n".join(" ".join(map(str, row)) for row in sequences.tolist()) + "\n", encoding="utf-8")
 
 
-def _scores(nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int) -> dict[str, float]:
-    """NLL_oracle of n generated sequences and NLL_test of the held-out ones (those whose ids the model knows)."""
-    generator = torch.Generator(device=next(nets["generator"].parameters()).device).manual_seed(seed)
-    samples = plugin.sample_tokens(nets, n, generator=generator)
-    known = test.max(dim=1).values < nets["generator"].vocab.pad  # ids the training data never showed are unknown
+def _nll_test(generator: torch.nn.Module, test: torch.Tensor, temperature: float = 1.0) -> float:
+    """The generator's NLL per token of the held-out sequences (those whose ids it knows), its logits divided by
+    `temperature`."""
+    test = test[test.max(dim=1).values < generator.vocab.pad].to(generator.banned.device)
+    total = 0.0
+    with torch.no_grad():
+        for chunk in test.split(500):
+            log_probs = torch.log_softmax(generator(chunk) / temperature, dim=-1)
+            total -= float(log_probs.gather(2, chunk[:, :, None]).sum())
+    return total / test.numel()
+
+
+def _scores(nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int, temperature: float) -> dict[str, Any]:
+    generator = torch.Generator(device=nets["generator"].banned.device).manual_seed(seed)
+    samples = plugin.sample_tokens(nets, n, generator=generator, temperature=temperature)
     return {
         "nll_oracle": round(oracle.nll(samples.cpu()), 4),
-        "nll_test": round(plugin.nll(nets, test[known].to(samples.device)), 4),
+        "nll_test": round(_nll_test(nets["generator"], test, temperature), 4),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=10_000, help="oracle training sequences")
-    parser.add_argument("--test", type=int, default=10_000, help="held-out oracle sequences (NLL_test)")
-    parser.add_argument("--n", type=int, default=10_000, help="generated sequences scored by the oracle")
-    parser.add_argument("--mle-steps", type=int, default=3000)
-    parser.add_argument("--d-steps", type=int, default=0, help="discriminator pre-training iterations")
-    parser.add_argument("--adv-steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstm-gan config override")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
-    args = parser.parse_args()
-    if args.smoke:
-        args.train = args.test = args.n = 256
-        args.mle_steps, args.d_steps, args.adv_steps, args.batch_size = 20, 2, 6, 32
-    config: dict[str, Any] = {"embed_dim": 32, "hidden_dim": 32, **dict(s.split("=", 1) for s in args.set)}
+def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, Any]]:
+    """One training run on freshly drawn oracle data; its evaluation rows."""
+    config: dict[str, Any] = {**ORACLE_SIZE, **dict(s.split("=", 1) for s in args.set)}
     config.update(pretrain_steps=args.mle_steps, pretrain_d_steps=args.d_steps)
     pretrained_at = args.mle_steps + args.d_steps
     total = pretrained_at + args.adv_steps
-
-    oracle = Oracle.load(ORACLE)
-    data_seed = torch.Generator().manual_seed(args.seed)
+    data_seed = torch.Generator().manual_seed(seed)
     train_set, test_set = oracle.sample(args.train, LENGTH, data_seed), oracle.sample(args.test, LENGTH, data_seed)
     rows: list[dict[str, Any]] = []
     start, evaluating = time.perf_counter(), 0.0
@@ -89,20 +86,23 @@ def main() -> None:
             return
         began = time.perf_counter()
         model = trainer.model
+        temperatures = (1.0, *args.temperatures) if step == pretrained_at else (1.0,)
         for which, nets in (("generator", model.sampling_nets(use_ema=False)), ("ema", model.sampling_nets())):
             if which == "ema" and not model.ema:
                 continue
-            row = {"step": step, "phase": "mle" if step == pretrained_at else "adversarial", "net": which}
-            row.update(_scores(nets, oracle, test_set, args.n, args.seed))
-            row["train_s"] = round(began - start - evaluating, 1)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for temperature in temperatures:
+                phase = "mle" if step == pretrained_at else "adversarial"
+                row = {"seed": seed, "step": step, "phase": phase, "net": which, "temperature": temperature}
+                row.update(_scores(nets, oracle, test_set, args.n, seed, temperature))
+                row["train_s"] = round(began - start - evaluating, 1)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
         evaluating += time.perf_counter() - began
 
     train = {
         "steps": total,
         "batch_size": args.batch_size,
-        "seed": args.seed,
+        "seed": seed,
         "device": args.device,
         "precision": args.precision,
         "progress": False,
@@ -113,10 +113,82 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "oracle-train.txt"
         _write_tokens(data, train_set)
-        print(json.dumps({"ground_truth_nll_oracle": round(oracle.nll(test_set), 4), "config": config}), flush=True)
+        truth = {"seed": seed, "ground_truth_nll_oracle": round(oracle.nll(test_set), 4), "config": config}
+        print(json.dumps(truth), flush=True)
         ganzoo.Trainer(plugin, config, train, data=f"tokens:{data}", out=Path(tmp) / "run", callbacks=[evaluate]).fit()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = plugin.default_config()
+    parser.add_argument("--train", type=int, default=10_000, help="oracle training sequences")
+    parser.add_argument("--test", type=int, default=10_000, help="held-out oracle sequences (NLL_test)")
+    parser.add_argument("--n", type=int, default=10_000, help="generated sequences scored by the oracle")
+    parser.add_argument("--mle-steps", type=int, default=defaults.pretrain_steps)
+    parser.add_argument("--d-steps", type=int, default=defaults.pretrain_d_steps, help="D pre-training iterations")
+    parser.add_argument("--adv-steps", type=int, default=plugin.train_defaults["steps"] - defaults.pretrain_steps)
+    parser.add_argument("--batch-size", type=int, default=plugin.train_defaults["batch_size"])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--temperatures", default="0.9,0.8", help="the MLE generator's baseline temperatures")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstm-gan config override")
+    parser.add_argument("--json", type=Path, help="also write every row here")
+    parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
+    args = parser.parse_args()
+    if args.smoke:
+        args.train = args.test = args.n = 256
+        args.mle_steps, args.d_steps, args.adv_steps, args.batch_size, args.seeds = 20, 2, 6, 32, "0"
+    args.temperatures = [float(t) for t in args.temperatures.split(",") if t]
+    oracle = Oracle.load(ORACLE)
+    rows = [row for seed in args.seeds.split(",") for row in run(args, int(seed), oracle)]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    if args.write and not args.smoke:
+        write_results(args, rows)
+
+
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    from results import write_section
+
+    def median(key: str, **where: Any) -> float:
+        return statistics.median(r[key] for r in rows if all(r[k] == v for k, v in where.items()))
+
+    seeds = sorted({r["seed"] for r in rows})
+    overrides = "".join(f", {s}" for s in args.set)
+    lines = [
+        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; lstm-gan "
+        f"{plugin.version} defaults at the oracle's size (embedding and hidden 32){overrides}"
+        f", batch {args.batch_size}; {args.train:,} training / {args.test:,} held-out oracle sequences and {args.n:,} "
+        f"generated ones per evaluation (seeded by the run's seed); medians over seeds {seeds}. NLL_oracle: nats per "
+        "token of the samples under the oracle; NLL_test: the generator's nats per token of the held-out sequences. "
+        f"Published: {PUBLISHED}. train_s excludes the evaluations.",
+        "",
+        "| model | NLL_oracle | NLL_test | vs MLE: NLL_oracle | vs MLE: NLL_test | train_s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for net in ("generator", "ema"):
+        if not any(r["net"] == net for r in rows):
+            continue
+        mle = {k: median(k, phase="mle", net=net, temperature=1.0) for k in ("nll_oracle", "nll_test", "train_s")}
+        entries = [(f"MLE ({args.mle_steps} it), {net}", "mle", 1.0)]
+        entries += [(f"MLE, {net}, sampled at temperature {t:g} (no adversary)", "mle", t) for t in args.temperatures]
+        entries.append((f"adversarial ({args.adv_steps} it after MLE), {net}", "adversarial", 1.0))
+        for label, phase, temperature in entries:
+            where = {"phase": phase, "net": net, "temperature": temperature}
+            values = {k: median(k, **where) for k in ("nll_oracle", "nll_test", "train_s")}
+            change = {k: values[k] / mle[k] - 1 for k in ("nll_oracle", "nll_test")}
+            lines.append(
+                f"| {label} | {values['nll_oracle']:.3f} | {values['nll_test']:.3f} | {change['nll_oracle']:+.1%} | "
+                f"{change['nll_test']:+.1%} | {values['train_s']:.0f} s |"
+            )
+    command = (
+        f"python benchmarks/text_oracle.py --seeds {args.seeds} --mle-steps {args.mle_steps} "
+        f"--adv-steps {args.adv_steps}" + "".join(f" --set {s}" for s in args.set) + " --write"
+    )
+    write_section("lstm-gan on the SeqGAN oracle", command, "\n".join(lines))
 
 
 if __name__ == "__main__":

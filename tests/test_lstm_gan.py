@@ -62,6 +62,23 @@ def test_gumbel_path_passes_gradients_from_d_to_g():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("step", [lstm_gan._g_gumbel_step, lstm_gan._g_reinforce_step])
+def test_mle_weight_adds_the_data_nll_to_the_adversarial_generator_loss(step):
+    config, info, nets, dataset = _setup(mle_weight=0.5, rollouts=2)
+    ctx = _context(config, info, step=config.pretrain_steps + 10, total_steps=config.pretrain_steps + 100)
+    batch = _batch(dataset)
+    torch.manual_seed(1)
+    anchored, logs = step(nets, batch, ctx)
+    torch.manual_seed(1)
+    plain, _ = step(nets, batch, dataclasses.replace(ctx, config=dataclasses.replace(config, mle_weight=0.0)))
+    nll, _ = lstm_gan._mle_step(nets, batch, ctx)
+    assert float(logs["nll"]) == pytest.approx(float(nll.detach()))
+    assert float(anchored.detach()) == pytest.approx(float(plain.detach()) + 0.5 * float(nll.detach()), rel=1e-5)
+    schedule = {s.name: s for s in plugin.schedule(config)}
+    assert schedule["generator"].needs_data  # the anchor needs a data batch
+    assert not {s.name: s for s in plugin.schedule(dataclasses.replace(config, mle_weight=0.0))}["generator"].needs_data
+
+
 def test_gumbel_sample_is_soft_one_hot_with_hard_argmax():
     _, _, nets, _ = _setup()
     g = nets["generator"]

@@ -64,6 +64,12 @@ class LSTMGANConfig:
         choices=BETA_SCHEDULES,
     )
     rollouts: int = option(16, "reinforce: Monte-Carlo completions per prefix for the rewards", min=1)
+    mle_weight: float = option(
+        0.0,
+        "adversarial generator updates add this times the NLL of a data batch (interleaved MLE, as in LeakGAN): "
+        "it anchors G to the data while D pulls it",
+        min=0,
+    )
     lr_mle: float = option(1e-2, "generator learning rate (Adam) of MLE pre-training", min=0)
     lr_g: float = option(1e-3, "generator learning rate (Adam) of the adversarial updates", min=0)
     lr_d: float = option(1e-4, "discriminator learning rate (Adam)", min=0)
@@ -134,12 +140,21 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     return loss, logs
 
 
+def _with_mle(loss: Any, logs: dict[str, Any], nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    """The adversarial generator loss plus `mle_weight` times the NLL of the data batch (when it is set)."""
+    if ctx.config.mle_weight == 0:
+        return loss, logs
+    nll, _ = _mle_step(nets, batch, ctx)
+    logs["nll"] = nll.detach()
+    return loss + ctx.config.mle_weight * nll, logs
+
+
 def _g_gumbel_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     """RelGAN: D scores the generator's soft one-hot samples; gradients reach G through the relaxation."""
     from ganzoo.losses import generator_loss
 
     fake, logs = _fakes(nets, ctx, ctx.batch_size)
-    return generator_loss(ctx.config.loss, nets["discriminator"](fake)), logs
+    return _with_mle(generator_loss(ctx.config.loss, nets["discriminator"](fake)), logs, nets, batch, ctx)
 
 
 def _g_reinforce_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
@@ -154,7 +169,7 @@ def _g_reinforce_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, A
     log_probs, count = _scored_log_probs(g, tokens, (tokens != g.vocab.pad).sum(dim=1))
     advantage = rewards - rewards.mean(dim=0, keepdim=True)
     loss = -(log_probs * advantage).sum() / count
-    return loss, {"reward": rewards[:, -1].mean()}
+    return _with_mle(loss, {"reward": rewards[:, -1].mean()}, nets, batch, ctx)
 
 
 class LSTMGAN(GANPlugin):
@@ -204,7 +219,9 @@ class LSTMGAN(GANPlugin):
         return [
             *steps,
             UpdateStep("discriminator", ("discriminator",), _d_step, repeats=config.d_steps, steps=(adversarial, None)),
-            UpdateStep("generator", ("generator",), g_step, needs_data=False, steps=(adversarial, None)),
+            UpdateStep(
+                "generator", ("generator",), g_step, needs_data=config.mle_weight > 0, steps=(adversarial, None)
+            ),
         ]
 
     def optimizers(self, config: LSTMGANConfig) -> dict[str, OptimizerSpec]:
