@@ -309,7 +309,11 @@ def sample(
 @cli.command("eval")
 @click.argument("source")
 @click.option("--data", default=None, help="real data to compare with (default: the model's training data)")
-@click.option("--metrics", default="fid,kid,pr", show_default=True, help="fid, kid, pr, is, accuracy")
+@click.option(
+    "--metrics",
+    default=None,
+    help="images: fid, kid, pr, is, accuracy (default fid,kid,pr); text: bleu, self-bleu (default both)",
+)
 @click.option("--features", default="digits", show_default=True, help="digits, inception or timm:<model>")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="local weights of the extractor")
 @click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True, help="generated samples")
@@ -321,7 +325,7 @@ def sample(
 def eval_command(
     source: str,
     data: str | None,
-    metrics: str,
+    metrics: str | None,
     features: str,
     weights: str | None,
     n: int,
@@ -334,17 +338,19 @@ def eval_command(
     """Score a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
     user/name[@revision]) against real data.
 
-    Conditional models also get `accuracy` with the digits features. The results are recorded in
-    the run's eval.json.
+    Conditional models also get `accuracy` with the digits features; text models are scored with
+    BLEU-4 and self-BLEU-4 over their tokens. The results are recorded in the run's eval.json.
     """
     import json
 
     from ganzoo.engine.precision import resolve_device
     from ganzoo.hub import load_pretrained
-    from ganzoo.metrics.evaluation import evaluate, parse_metrics, record_evaluation
+    from ganzoo.metrics.evaluation import default_metrics, evaluate, parse_metrics, record_evaluation
 
-    names = list(parse_metrics(metrics))
+    if metrics is not None:
+        parse_metrics(metrics)  # a typo fails before any download
     model = load_pretrained(source, device=resolve_device(device))
+    names = list(parse_metrics(metrics if metrics is not None else default_metrics(model.plugin.modality)))
     if model.plugin.conditional and "accuracy" not in names and features == "digits":
         names.append("accuracy")
     result = evaluate(model, data, names, features, n, batch_size, seed, weights, use_ema=not no_ema, progress=True)

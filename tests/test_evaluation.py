@@ -196,6 +196,10 @@ def test_eval_is_reproducible(dcgan_run):
         (["--features", "timm:no_such_net"], "unknown timm model 'no_such_net'"),
         (["--data", "mnist-4k?n=0"], "n='0'"),
         (["--n", "1"], "Invalid value for '--n'"),
+        (
+            ["--metrics", "fid,bleu"],
+            "bleu: not a metric for dcgan's image samples; accepted: fid, kid, pr, is, accuracy",
+        ),
     ],
 )
 def test_eval_cli_errors_are_one_line(dcgan_run, args, needle):

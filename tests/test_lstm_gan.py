@@ -329,3 +329,43 @@ def test_trains_under_mixed_precision(tmp_path, precision):
     assert len(lines) == 6 and all(math.isfinite(v) for line in lines for v in line.values() if isinstance(v, float))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == precision
     assert len(result.model.sample(3, seed=0)) == 3
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+def test_eval_scores_text_models_with_bleu_and_self_bleu(tmp_path):
+    from click.testing import CliRunner
+
+    from ganzoo import Trainer, load_pretrained
+    from ganzoo.cli import cli
+    from ganzoo.metrics.evaluation import evaluate
+    from ganzoo.metrics.text import bleu, self_bleu
+
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text("ANNA\nBERTA\nCARLA\n", encoding="utf-8")
+    train = {"steps": 4, "batch_size": 8, "progress": False, "tensorboard": False}
+    train.update(eval_every=2, eval_n=20, eval_data=f"text:{held_out}")
+    run = tmp_path / "run"
+    Trainer(plugin, {**TINY, "pretrain_steps": 2}, train, data=f"text:{corpus}", out=run).fit()
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "eval/bleu4" in line] == [2, 4]  # bleu: the text default
+    assert (run / "checkpoints" / "best" / "model.safetensors").is_file()
+
+    model = load_pretrained(run)
+    result = evaluate(model, f"text:{held_out}", n=30, seed=3)
+    names = [list(name) for name in model.sample(30, seed=3)]  # characters: the model's tokens
+    assert result["bleu4"] == pytest.approx(bleu(names, [list("ANNA"), list("BERTA"), list("CARLA")]))
+    assert result["self_bleu4"] == pytest.approx(self_bleu(names, sample=500, seed=3))
+    assert result["reference_n"] == 3 and result["n"] == 30
+
+    runner = CliRunner()
+    printed = runner.invoke(cli, ["eval", str(run), "--n", "30", "--data", f"text:{held_out}"])
+    assert printed.exit_code == 0, printed.output
+    assert {line.split()[0] for line in printed.output.splitlines()} >= {"bleu4", "self_bleu4", "reference_n"}
+    assert json.loads((run / "eval.json").read_text())["evaluations"][-1]["bleu4"] >= 0
+    refused = runner.invoke(cli, ["eval", str(run), "--metrics", "fid"])
+    assert refused.exit_code == 2
+    assert "fid: not a metric for lstm-gan's text samples; accepted: bleu, self-bleu" in refused.output

@@ -49,7 +49,9 @@ class TrainConfig:
     eval_every: int | None = option(
         None, "iterations between evaluations (metrics.jsonl, TensorBoard, checkpoints/best); None: off", min=1
     )
-    eval_metrics: str = option("fid", "metrics to evaluate, comma-separated; the first one picks the best checkpoint")
+    eval_metrics: str | None = option(
+        None, "metrics to evaluate, comma-separated (default: fid; bleu for text); the first picks the best checkpoint"
+    )
     eval_features: str = option("digits", "feature extractor of the evaluations: digits, inception, timm:<model>")
     eval_n: int = option(2000, "generated samples per evaluation", min=2)
     eval_data: str | None = option(None, "real data to compare with (default: the training data)")

@@ -227,6 +227,7 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         """The best evaluation so far ({step, metric, value}) when `eval_every` is set."""
         self._extractor: Any = None
+        self._eval_metrics: tuple[str, ...] = ()
         self._scale_before: dict[str, float] = {}  # fp16: each update's loss scale before its step
         self._consecutive_skips: dict[str, int] = {}
 
@@ -383,8 +384,9 @@ class Trainer:
             from ganzoo.metrics.evaluation import parse_metrics
             from ganzoo.metrics.features import get_features
 
-            parse_metrics(tc.eval_metrics)
-            self._extractor = get_features(tc.eval_features, device)
+            self._eval_metrics = parse_metrics(tc.eval_metrics or ("bleu" if self.plugin.modality == "text" else "fid"))
+            if self.plugin.modality != "text":
+                self._extractor = get_features(tc.eval_features, device)
         stream = BatchStream(
             dataset,
             tc.batch_size,
@@ -627,8 +629,8 @@ class Trainer:
             result = evaluate(
                 run.model,
                 data=tc.eval_data or run.data_spec,
-                metrics=tc.eval_metrics,
-                features=self._extractor,
+                metrics=self._eval_metrics,
+                features=self._extractor or tc.eval_features,
                 n=tc.eval_n,
                 seed=tc.seed,
             )
@@ -637,7 +639,7 @@ class Trainer:
                 logger.log(self.step, values)
                 logger.write(f"step {self.step}: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in values.items()))
             record_evaluation(self.run_dir, result, step=self.step, checkpoint=None)
-            name, value, lower = primary_value(tc.eval_metrics, result)
+            name, value, lower = primary_value(self._eval_metrics, result)
             if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
                 self.best = {"step": self.step, "metric": name, "value": value}
                 metadata = {"ganzoo_version": __version__, "plugin": self.plugin.name, "step": str(self.step)}

@@ -1,9 +1,11 @@
 """Score a generator: draw samples, extract features, compare them with real data's cached reference features.
 
 `evaluate(model, data, metrics, features)` is what `ganzoo eval` and `ganzoo train --eval-every` call.
-Metric names: `fid`, `kid` (kid_mean, kid_std), `pr` (precision, recall), `is` (is_mean, is_std, needs a
+Image metrics: `fid`, `kid` (kid_mean, kid_std), `pr` (precision, recall), `is` (is_mean, is_std, needs a
 classifier extractor) and `accuracy` (conditional models: the fraction of samples the extractor's classifier
-labels as the class they were drawn for).
+labels as the class they were drawn for). Text metrics (Texygen's, `ganzoo.metrics.text`, over the model's
+tokens): `bleu` (bleu4: BLEU-4 of the samples against the real texts) and `self-bleu` (self_bleu4: of the samples
+against each other, 500 of them scored; lower is more diverse).
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ from ganzoo.metrics.features import FeatureExtractor, get_features
 from ganzoo.metrics.reference import extract_all, reference_features
 from ganzoo.model import GANModel
 
-METRICS = ("fid", "kid", "pr", "is", "accuracy")
+IMAGE_METRICS = ("fid", "kid", "pr", "is", "accuracy")
+TEXT_METRICS = ("bleu", "self-bleu")
+METRICS = IMAGE_METRICS + TEXT_METRICS
 DEFAULT_METRICS = ("fid", "kid", "pr")
+DEFAULT_TEXT_METRICS = TEXT_METRICS
+SELF_BLEU_SCORED = 500
+
+
+def default_metrics(modality: str) -> tuple[str, ...]:
+    """What `ganzoo eval` computes when no metrics are named: FID, KID and precision/recall, or BLEU and self-BLEU."""
+    return DEFAULT_TEXT_METRICS if modality == "text" else DEFAULT_METRICS
 
 
 def parse_metrics(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -81,7 +92,7 @@ def generate(
 def evaluate(
     model: GANModel,
     data: str | None = None,
-    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    metrics: str | Sequence[str] | None = None,
     features: str | FeatureExtractor = "digits",
     n: int = 10000,
     batch_size: int = 250,
@@ -91,17 +102,28 @@ def evaluate(
     cache: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of `model`'s samples against the real images of `data` (default: the model's training data).
+    """Metrics of `model`'s samples against the real images or texts of `data` (default: the model's training
+    data); `metrics` default to `default_metrics` of the model's modality.
 
-    Returns the metric values, plus `n`, `reference_n`, `features`, `data` and `seconds`.
+    Returns the metric values, plus `n`, `reference_n`, `features` (images), `data` and `seconds`.
     """
-    names = parse_metrics(metrics)
+    modality = model.plugin.modality
+    names = parse_metrics(metrics if metrics is not None else default_metrics(modality))
+    accepted = TEXT_METRICS if modality == "text" else IMAGE_METRICS
+    wrong = [name for name in names if name not in accepted]
+    if wrong:
+        raise UsageError(
+            f"{', '.join(wrong)}: not a metric for {model.plugin.name}'s {modality} samples; accepted: "
+            f"{', '.join(accepted)}"
+        )
     if n < 2:
         raise UsageError(f"--n must be at least 2 samples, got {n}")
     started = time.perf_counter()
     data = data or model.info.get("data")
     if not data:
         raise UsageError("no data to compare with: pass --data SPEC (the model does not record its training data)")
+    if modality == "text":
+        return _evaluate_text(model, data, names, n, seed, use_ema, started)
     extractor = features if isinstance(features, FeatureExtractor) else get_features(features, model.device, weights)
     if "is" in names and extractor.num_classes is None:
         raise UsageError(f"the Inception Score needs a classifier extractor; {extractor.name} gives no logits")
@@ -138,6 +160,36 @@ def evaluate(
     return result
 
 
+def _evaluate_text(
+    model: GANModel, data: str, names: Sequence[str], n: int, seed: int, use_ema: bool, started: float
+) -> dict[str, Any]:
+    """BLEU-4 / self-BLEU-4 of n samples, tokenised as the model tokenises (characters, words or ids)."""
+    import warnings
+
+    from ganzoo.data import resolve_data
+    from ganzoo.metrics.text import bleu, self_bleu
+
+    tokenizer = model.data_info.extras.get("vocab", {}).get("tokenizer", "word")
+
+    def tokens(text: str) -> list[str]:
+        return list(text) if tokenizer == "char" else text.split()
+
+    samples = [tokens(text) for text in model.sample(n, seed=seed, use_ema=use_ema)]
+    result: dict[str, Any] = {}
+    reference_n = None
+    if "bleu" in names:
+        with warnings.catch_warnings():  # the model's max_length may cut some real texts: scored as it sees them
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = resolve_data(data).load(**model.plugin.data_options(model.config))
+        references = [tokens(text) for text in dataset.decode()]
+        reference_n = len(references)
+        result["bleu4"] = bleu(samples, references)
+    if "self-bleu" in names:
+        result["self_bleu4"] = self_bleu(samples, sample=SELF_BLEU_SCORED, seed=seed)
+    result.update(n=n, reference_n=reference_n, data=data, seconds=round(time.perf_counter() - started, 2))
+    return result
+
+
 # The value that ranks checkpoints for each metric name, and whether lower is better.
 PRIMARY = {
     "fid": ("fid", True),
@@ -145,6 +197,8 @@ PRIMARY = {
     "pr": ("recall", False),
     "is": ("is_mean", False),
     "accuracy": ("accuracy", False),
+    "bleu": ("bleu4", False),
+    "self-bleu": ("self_bleu4", True),
 }
 
 

@@ -53,7 +53,7 @@ class LSTMGANConfig:
     pretrain_d_steps: int = option(0, "then iterations of discriminator pre-training against the fixed G", min=0)
     d_steps: int = option(1, "discriminator updates per adversarial iteration", min=1)
     beta_max: float = option(
-        100.0,
+        2.0,
         "gumbel: the largest inverse temperature beta of softmax(beta (logits + g)), "
         "reached at the end of training (RelGAN's 'temperature')",
         min=1,
