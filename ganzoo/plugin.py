@@ -82,8 +82,9 @@ class UpdateStep:
     A step with `needs_data=False` (a generator step) gets an empty batch and uses `ctx.batch_size`.
     `steps=(start, end)` makes it a phase: it runs only at iterations start <= step < end (0-based; end None:
     to the end of training), e.g. MLE pre-training of a text generator before the adversarial updates.
-    `lr_scale` multiplies the learning rate of the updated networks' optimizers for this update only (e.g. a
-    faster rate for MLE pre-training than for the adversarial updates, as RelGAN uses), on top of the schedule.
+    `optimizer` names an extra optimizer of the plugin's `optimizers()` that this update steps instead of its
+    network's own (the update then names one network): its own learning rate and state, as RelGAN pre-trains its
+    generator by MLE with a separate Adam (lstm-gan's `mle` phase).
     """
 
     name: str
@@ -92,15 +93,15 @@ class UpdateStep:
     repeats: int = 1
     needs_data: bool = True
     steps: tuple[int, int | None] = (0, None)
-    lr_scale: float = 1.0
+    optimizer: str | None = None
 
     def __post_init__(self) -> None:
         if not self.networks:
             raise ValueError(f"update step {self.name!r} names no network to update")
         if self.repeats < 1:
             raise ValueError(f"update step {self.name!r} must repeat at least once, got {self.repeats}")
-        if not self.lr_scale > 0:
-            raise ValueError(f"update step {self.name!r} needs a positive lr_scale, got {self.lr_scale}")
+        if self.optimizer is not None and len(self.networks) != 1:
+            raise ValueError(f"update step {self.name!r} has its own optimizer, so it must update one network")
         start, end = self.steps
         if start < 0 or (end is not None and end <= start):
             raise ValueError(f"update step {self.name!r} has an empty or negative step range {self.steps}")
@@ -182,7 +183,8 @@ class GANPlugin:
         raise NotImplementedError(f"plugin {self.name!r} does not implement schedule()")
 
     def optimizers(self, config: Any) -> dict[str, OptimizerSpec]:
-        """The optimizer of every trained network; default: Adam with `config.lr` and `config.betas`."""
+        """The optimizer of every trained network, keyed by role, plus those the schedule's updates name as their
+        own (`UpdateStep.optimizer`); default: Adam with `config.lr` and `config.betas` for each role."""
         spec = OptimizerSpec(lr=config.lr, betas=tuple(config.betas))
         roles = {role for step in self.schedule(config) for role in step.networks}
         return {role: spec for role in sorted(roles)}

@@ -11,10 +11,10 @@ from helpers_engine import DCGAN_TINY, ToyGAN, dcgan_train, toy_data, toy_train
 from PIL import Image
 
 import ganzoo
-from ganzoo import Trainer, UpdateStep
+from ganzoo import OptimizerSpec, Trainer, UpdateStep
 from ganzoo.engine import checkpoint as ckpt
 from ganzoo.engine import precision as precision_module
-from ganzoo.errors import DivergenceError
+from ganzoo.errors import DivergenceError, PluginError
 
 
 @pytest.fixture
@@ -324,25 +324,53 @@ def test_logged_values_average_over_the_times_they_were_logged(tmp_path):
     assert len(d_losses) == 12 and 0 < line["loss/discriminator"] < 3  # a mean of losses near log 4, not a sum
 
 
-class _FastStart(ToyGAN):
-    """The generator's first two iterations are an update at ten times its learning rate."""
+class _WarmStart(ToyGAN):
+    """The generator's first two iterations are an update with its own optimizer at ten times the rate."""
 
     def schedule(self, config):
         return [
             UpdateStep("discriminator", ("discriminator",), self._d_loss),
-            UpdateStep("warmup", ("generator",), self._g_loss, needs_data=False, steps=(0, 2), lr_scale=10.0),
+            UpdateStep("warmup", ("generator",), self._g_loss, needs_data=False, steps=(0, 2), optimizer="warmup"),
             UpdateStep("generator", ("generator",), self._g_loss, needs_data=False, steps=(2, None)),
         ]
 
+    def optimizers(self, config):
+        return {**super().optimizers(config), "warmup": OptimizerSpec(lr=10 * config.lr)}
 
-def test_an_update_scales_its_networks_learning_rate_on_top_of_the_schedule(tmp_path):
-    train = toy_train(steps=4, log_every=1, lr_schedule="linear-decay", lr_decay_start=0.5)
-    Trainer(_FastStart(snapshot=False), config={"lr": 0.01}, train=train, data=toy_data(), out=tmp_path / "run").fit()
-    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [line["lr/generator"] for line in lines] == pytest.approx([0.1, 0.1, 0.01, 0.005])
-    assert [line["lr/discriminator"] for line in lines] == pytest.approx([0.01, 0.01, 0.01, 0.005])
-    with pytest.raises(ValueError, match="positive lr_scale"):
-        UpdateStep("g", ("generator",), _FastStart()._g_loss, lr_scale=0.0)
+
+def test_an_update_may_step_its_network_with_its_own_optimizer(tmp_path):
+    train = toy_train(steps=4, log_every=4, checkpoint_every=4)
+    result = Trainer(_WarmStart(snapshot=False), {"lr": 0.01}, train, data=toy_data(), out=tmp_path / "run").fit()
+    (line,) = [json.loads(text) for text in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert (line["lr/warmup"], line["lr/generator"]) == pytest.approx((0.1, 0.01))
+    state, _ = ckpt.load_training_state(result.checkpoint)
+    steps = {name: int(opt["state"][0]["step"]) for name, opt in state["optimizers"].items()}
+    assert steps == {"warmup": 2, "generator": 2, "discriminator": 4}  # separate Adam moments and counts
+    resumed = Trainer(
+        _WarmStart(snapshot=False),
+        {"lr": 0.01},
+        {**train, "steps": 5},
+        data=toy_data(),
+        out=tmp_path / "run",
+        resume=True,
+    )
+    assert resumed.fit().step == 5
+
+
+@pytest.mark.parametrize(
+    ("optimizers", "message"),
+    [
+        ({"generator": 1, "discriminator": 1}, "gives no optimizer 'warmup' for its warmup update"),
+        ({"generator": 1, "discriminator": 1, "warmup": 1, "extra": 1}, "optimizers extra that no update"),
+    ],
+)
+def test_optimizer_names_are_checked(tmp_path, optimizers, message):
+    plugin = _WarmStart(snapshot=False)
+    plugin.optimizers = lambda config: {name: OptimizerSpec(lr=0.01) for name in optimizers}
+    with pytest.raises(PluginError, match=message):
+        Trainer(plugin, train=toy_train(steps=1), data=toy_data(), out=tmp_path / "run").fit()
+    with pytest.raises(ValueError, match="must update one network"):
+        UpdateStep("both", ("generator", "discriminator"), plugin._g_loss, optimizer="warmup")
 
 
 def test_denormals_read_as_zero_during_training_only(tmp_path):

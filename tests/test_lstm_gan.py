@@ -233,10 +233,12 @@ def test_schedule_is_mle_then_d_pretraining_then_adversarial():
     assert steps["mle"].steps == (0, 10) and steps["d_pretrain"].steps == (10, 15)
     assert steps["discriminator"].steps == (15, None) and steps["discriminator"].repeats == 3
     assert not steps["generator"].needs_data and steps["generator"].loss is lstm_gan._g_gumbel_step
-    assert steps["mle"].lr_scale == pytest.approx(config.lr_mle / config.lr_g) and steps["generator"].lr_scale == 1
+    assert steps["mle"].optimizer == "mle" and steps["generator"].optimizer is None  # MLE: its own Adam
+    assert set(plugin.optimizers(config)) == {"generator", "discriminator", "mle"}
     no_pretraining = dataclasses.replace(config, pretrain_steps=0, pretrain_d_steps=0, adversarial="reinforce")
     assert [s.name for s in plugin.schedule(no_pretraining)] == ["discriminator", "generator"]
     assert plugin.schedule(no_pretraining)[-1].loss is lstm_gan._g_reinforce_step
+    assert set(plugin.optimizers(no_pretraining)) == {"generator", "discriminator"}
 
 
 def test_trains_on_the_engine_and_samples_text(tmp_path):
@@ -251,15 +253,9 @@ def test_trains_on_the_engine_and_samples_text(tmp_path):
     lines = result.samples.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4 and set("".join(lines)) <= set("".join(NAMES))
     assert result.model.data_info.extras["vocab"]["tokens"] == Vocabulary.build(NAMES, "char").tokens
-    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     defaults = plugin.default_config()
-    assert metrics[0]["lr/generator"] == pytest.approx(defaults.lr_mle)  # MLE at its own rate
-    assert metrics[-1]["lr/generator"] == pytest.approx(defaults.lr_g)
-
-
-def test_learning_rates_must_be_positive():
-    with pytest.raises(UsageError, match=r"lr_mle=0\.0 must be a positive learning rate"):
-        plugin.validate(dataclasses.replace(plugin.default_config(), lr_mle=0.0))
+    lrs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert (lrs["lr/mle"], lrs["lr/generator"]) == pytest.approx((defaults.lr_mle, defaults.lr_g))
 
 
 def test_sample_command_prints_or_writes_text(tmp_path):

@@ -122,8 +122,6 @@ class _Run:
     total_steps: int
     images_per_iteration: int
     images_seen: int = 0
-    lr_factor: float = 1.0
-    """The learning-rate schedule's factor at the current iteration."""
     frozen: list[nn.Parameter] = dataclasses.field(default_factory=list)
     """FreezeD: discriminator parameters that no optimizer updates."""
     hooks: list[Any] = dataclasses.field(default_factory=list)
@@ -371,14 +369,11 @@ class Trainer:
         frozen = self._freeze_d(model)
         frozen_ids = {id(p) for p in frozen}
         optimizers = {}
-        for role, spec in specs.items():
+        for name, role in self._optimizer_roles(schedule, specs, model.nets).items():
             trainable = [p for p in model.nets[role].parameters() if id(p) not in frozen_ids]
             if frozen and not trainable:
                 raise UsageError(f"freeze_d={tc.freeze_d} leaves the {role} nothing to train; freeze fewer blocks")
-            optimizers[role] = make_optimizer(spec, trainable)
-        missing = sorted({r for s in schedule for r in s.networks} - set(optimizers))
-        if missing:
-            raise PluginError(f"plugin {self.plugin.name} gives no optimizer for {', '.join(missing)}")
+            optimizers[name] = make_optimizer(specs[name], trainable)
         precision = resolve_precision(tc.precision, device)
         if tc.eval_every is not None and dist.is_main:  # fail before training, not at the first evaluation
             from ganzoo.metrics.evaluation import parse_metrics
@@ -424,6 +419,27 @@ class Trainer:
             frozen=frozen,
             hooks=self._install_diffaugment(model, schedule),
         )
+
+    def _optimizer_roles(
+        self, schedule: list[UpdateStep], specs: Mapping[str, OptimizerSpec], nets: Mapping[str, nn.Module]
+    ) -> dict[str, str]:
+        """The network each optimizer of `specs` trains: a role's own, or the one network of the updates that
+        name it (`UpdateStep.optimizer`); every update must find its optimizers."""
+        plugin, roles = self.plugin.name, {}
+        for update in schedule:
+            for role in update.networks:
+                name = update.optimizer or role
+                if name not in specs:
+                    raise PluginError(f"plugin {plugin} gives no optimizer {name!r} for its {update.name} update")
+                if roles.setdefault(name, role) != role:
+                    raise PluginError(
+                        f"plugin {plugin}'s optimizer {name!r} is named for both {roles[name]} and {role}"
+                    )
+        roles.update({name: name for name in specs if name not in roles and name in nets})
+        unused = sorted(set(specs) - set(roles))
+        if unused:
+            raise PluginError(f"plugin {plugin} gives optimizers {', '.join(unused)} that no update or network uses")
+        return roles
 
     def _freeze_d(self, model: GANModel) -> list[nn.Parameter]:
         """FreezeD (Mo et al. 2020): the parameters of the first `freeze_d` blocks the plugin declares."""
@@ -531,7 +547,11 @@ class Trainer:
         """One pass over the update schedule, then buffer sync and EMA; returns each update's loss."""
         run.context.step = self.step
         tc = self.train_config
-        run.lr_factor = lr_factor(self.step, run.total_steps, tc.lr_schedule, tc.lr_decay_start)
+        if tc.lr_schedule != "constant":
+            factor = lr_factor(self.step, run.total_steps, tc.lr_schedule, tc.lr_decay_start)
+            for name, optimizer in run.optimizers.items():
+                for group in optimizer.param_groups:
+                    group["lr"] = run.base_lrs[name] * factor
         losses = []
         for update in run.schedule:
             if not update.runs_at(self.step):
@@ -567,11 +587,9 @@ class Trainer:
         """One optimisation step of the networks `update` names: loss, (scaled) backward, sync, clip, step."""
         nets = run.model.nets
         scaler = run.scalers[update.name]
-        for role in update.networks:
-            optimizer = run.optimizers[role]
+        optimizers = [run.optimizers[update.optimizer or role] for role in update.networks]
+        for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-            for group in optimizer.param_groups:
-                group["lr"] = run.base_lrs[role] * run.lr_factor * update.lr_scale
         if scaler.is_enabled():
             self._scale_before[update.name] = scaler.get_scale()
         run.context.scaler = scaler
@@ -581,11 +599,11 @@ class Trainer:
         if run.dist.enabled:
             ddp.average_gradients([nets[r] for r in update.networks], run.dist.world_size)
         if self.train_config.grad_clip is not None:
-            for role in update.networks:
-                scaler.unscale_(run.optimizers[role])
+            for role, optimizer in zip(update.networks, optimizers, strict=True):
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(nets[role].parameters(), self.train_config.grad_clip)
-        for role in update.networks:
-            scaler.step(run.optimizers[role])
+        for optimizer in optimizers:
+            scaler.step(optimizer)
         scaler.update()
         return loss, logs
 

@@ -4,7 +4,7 @@ annealed inverse temperature (RelGAN, Nie et al. 2019) or through REINFORCE with
 Yu et al. 2017).
 
 The schedule is phases of `UpdateStep`s that the engine runs: `mle` (the generator's maximum likelihood on the data,
-at its own learning rate `lr_mle`) for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator
+with its own Adam at `lr_mle`) for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator
 alone) for the next `pretrain_d_steps`, then `discriminator` (`d_steps` times) and `generator` every iteration to
 the end. Text comes from `text:PATH`,
 `tokens:PATH` or the embedded `surnames` (the default); the vocabulary built from the data is part of the model's
@@ -70,7 +70,7 @@ class LSTMGANConfig:
         "it anchors G to the data while D pulls it",
         min=0,
     )
-    lr_mle: float = option(1e-2, "generator learning rate (Adam) of MLE pre-training", min=0)
+    lr_mle: float = option(1e-2, "generator learning rate of MLE pre-training (its own Adam)", min=0)
     lr_g: float = option(1e-3, "generator learning rate (Adam) of the adversarial updates", min=0)
     lr_d: float = option(1e-4, "discriminator learning rate (Adam)", min=0)
     betas: tuple[float, float] = option((0.9, 0.999), "Adam betas of both networks")
@@ -182,9 +182,6 @@ class LSTMGAN(GANPlugin):
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
 
     def validate(self, config: LSTMGANConfig) -> None:
-        for name in ("lr_mle", "lr_g"):
-            if getattr(config, name) <= 0:
-                raise UsageError(f"lstm-gan {name}={getattr(config, name)} must be a positive learning rate, e.g. 1e-3")
         if not config.d_kernel_sizes or min(config.d_kernel_sizes) < 1:
             raise UsageError(f"lstm-gan d_kernel_sizes={config.d_kernel_sizes} must be positive widths, e.g. 2,3,4,5")
 
@@ -212,8 +209,7 @@ class LSTMGAN(GANPlugin):
         g_step = _g_gumbel_step if config.adversarial == "gumbel" else _g_reinforce_step
         steps = []
         if mle_end > 0:
-            lr_scale = config.lr_mle / config.lr_g  # the generator's optimizer runs at lr_g
-            steps.append(UpdateStep("mle", ("generator",), _mle_step, steps=(0, mle_end), lr_scale=lr_scale))
+            steps.append(UpdateStep("mle", ("generator",), _mle_step, steps=(0, mle_end), optimizer="mle"))
         if adversarial > mle_end:
             steps.append(UpdateStep("d_pretrain", ("discriminator",), _d_step, steps=(mle_end, adversarial)))
         return [
@@ -226,10 +222,15 @@ class LSTMGAN(GANPlugin):
 
     def optimizers(self, config: LSTMGANConfig) -> dict[str, OptimizerSpec]:
         betas = tuple(config.betas)
-        return {
+        """Adam for each network, and a separate one for MLE pre-training (its own rate; the adversarial updates
+        start with fresh moments rather than those of the much larger MLE gradients, as in RelGAN)."""
+        specs = {
             "generator": OptimizerSpec(lr=config.lr_g, betas=betas),
             "discriminator": OptimizerSpec(lr=config.lr_d, betas=betas),
         }
+        if config.pretrain_steps > 0:
+            specs["mle"] = OptimizerSpec(lr=config.lr_mle, betas=betas)
+        return specs
 
     def extra_files(self, data_info: DataInfo) -> dict[str, str]:
         """Files saved beside the weights in checkpoints and Hub repos: the vocabulary as `vocab.json` (a copy of
