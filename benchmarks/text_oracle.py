@@ -188,7 +188,8 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         f"python benchmarks/text_oracle.py --seeds {args.seeds} --mle-steps {args.mle_steps} "
         f"--adv-steps {args.adv_steps}" + "".join(f" --set {s}" for s in args.set) + " --write"
     )
-    write_section("lstm-gan on the SeqGAN oracle", command, "\n".join(lines))
+    name = "lstm-gan on the SeqGAN oracle" + (f" ({', '.join(args.set)})" if args.set else "")
+    write_section(name, command, "\n".join(lines))
 
 
 if __name__ == "__main__":

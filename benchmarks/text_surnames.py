@@ -172,7 +172,8 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], referenc
         ", ".join(final["names"]),
     ]
     command = f"python benchmarks/text_surnames.py --seeds {args.seeds}" + "".join(f" --set {s}" for s in args.set)
-    write_section("lstm-gan on surnames", command + " --write", "\n".join(lines))
+    name = "lstm-gan on surnames" + (f" ({', '.join(args.set)})" if args.set else "")
+    write_section(name, command + " --write", "\n".join(lines))
 
 
 if __name__ == "__main__":

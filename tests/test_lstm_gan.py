@@ -62,6 +62,19 @@ def test_gumbel_path_passes_gradients_from_d_to_g():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
+def test_straight_through_shows_d_hard_one_hots_and_passes_the_soft_gradient():
+    config, info, nets, _ = _setup(straight_through=True)
+    ctx = _context(config, info, step=config.pretrain_steps + 10, total_steps=config.pretrain_steps + 100)
+    seen = []
+    nets["discriminator"].register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    nets["discriminator"].requires_grad_(False)
+    loss, _ = lstm_gan._g_gumbel_step(nets, {}, ctx)
+    loss.backward()
+    (fake,) = seen
+    assert torch.allclose(fake, F.one_hot(fake.argmax(dim=2), fake.shape[2]).float(), atol=1e-6)  # hard + soft - soft
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in nets["generator"].parameters())
+
+
 @pytest.mark.parametrize("step", [lstm_gan._g_gumbel_step, lstm_gan._g_reinforce_step])
 def test_mle_weight_adds_the_data_nll_to_the_adversarial_generator_loss(step):
     config, info, nets, dataset = _setup(mle_weight=0.5, rollouts=2)

@@ -376,10 +376,10 @@ class Trainer:
             optimizers[name] = make_optimizer(specs[name], trainable)
         precision = resolve_precision(tc.precision, device)
         if tc.eval_every is not None and dist.is_main:  # fail before training, not at the first evaluation
-            from ganzoo.metrics.evaluation import parse_metrics
+            from ganzoo.metrics.evaluation import default_metrics, parse_metrics
             from ganzoo.metrics.features import get_features
 
-            self._eval_metrics = parse_metrics(tc.eval_metrics or ("bleu" if self.plugin.modality == "text" else "fid"))
+            self._eval_metrics = parse_metrics(tc.eval_metrics or default_metrics(self.plugin.modality)[:1])
             if self.plugin.modality != "text":
                 self._extractor = get_features(tc.eval_features, device)
         stream = BatchStream(

@@ -6,9 +6,12 @@ Yu et al. 2017).
 The schedule is phases of `UpdateStep`s that the engine runs: `mle` (the generator's maximum likelihood on the data,
 with its own Adam at `lr_mle`) for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator
 alone) for the next `pretrain_d_steps`, then `discriminator` (`d_steps` times) and `generator` every iteration to
-the end. Text comes from `text:PATH`,
-`tokens:PATH` or the embedded `surnames` (the default); the vocabulary built from the data is part of the model's
-data info, so a saved model decodes its samples without the data.
+the end. Text comes from `text:PATH`, `tokens:PATH` or the embedded `surnames` (the default); the vocabulary built
+from the data is part of the model's data info, so a saved model decodes its samples without the data.
+
+By default D sees the Gumbel samples' hard one-hots and G gets the soft ones' gradient (straight-through): with
+RelGAN's soft samples D tells generated text by its softness, and G learns to sharpen and to end early
+(benchmarks/RESULTS.md, "lstm-gan: what the text benchmarks show").
 
 Networks are in `networks.py`, imported when the model is built, so `ganzoo list` does not import torch.
 """
@@ -53,10 +56,15 @@ class LSTMGANConfig:
     pretrain_d_steps: int = option(0, "then iterations of discriminator pre-training against the fixed G", min=0)
     d_steps: int = option(1, "discriminator updates per adversarial iteration", min=1)
     beta_max: float = option(
-        2.0,
+        100.0,
         "gumbel: the largest inverse temperature beta of softmax(beta (logits + g)), "
         "reached at the end of training (RelGAN's 'temperature')",
         min=1,
+    )
+    straight_through: bool = option(
+        True,
+        "gumbel: D sees the hard one-hot samples, G gets the soft ones' gradient (straight-through), so D cannot "
+        "tell generated text by its softness",
     )
     beta_schedule: str = option(
         "exp",
@@ -71,7 +79,7 @@ class LSTMGANConfig:
         min=0,
     )
     lr_mle: float = option(1e-2, "generator learning rate of MLE pre-training (its own Adam)", min=0)
-    lr_g: float = option(1e-3, "generator learning rate (Adam) of the adversarial updates", min=0)
+    lr_g: float = option(1e-4, "generator learning rate (Adam) of the adversarial updates", min=0)
     lr_d: float = option(1e-4, "discriminator learning rate (Adam)", min=0)
     betas: tuple[float, float] = option((0.9, 0.999), "Adam betas of both networks")
 
@@ -119,7 +127,9 @@ def _fakes(nets: Any, ctx: Any, n: int) -> tuple[Any, dict[str, Any]]:
     g = nets["generator"]
     if ctx.config.adversarial == "gumbel":
         beta = _beta(ctx)
-        soft, _ = g.gumbel_sample(n, beta)
+        soft, hard = g.gumbel_sample(n, beta)
+        if ctx.config.straight_through:  # D sees exact one-hots; the gradient is the soft one's
+            soft = F.one_hot(hard, g.vocab_size).to(soft.dtype) + soft - soft.detach()
         return soft, {"beta": beta}
     return F.one_hot(g.sample(n), g.vocab_size).float(), {}
 
@@ -150,7 +160,8 @@ def _with_mle(loss: Any, logs: dict[str, Any], nets: Any, batch: Any, ctx: Any) 
 
 
 def _g_gumbel_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
-    """RelGAN: D scores the generator's soft one-hot samples; gradients reach G through the relaxation."""
+    """RelGAN: D scores the generator's Gumbel-softmax samples (or their hard one-hots, straight-through);
+    gradients reach G through the relaxation."""
     from ganzoo.losses import generator_loss
 
     fake, logs = _fakes(nets, ctx, ctx.batch_size)
@@ -176,7 +187,7 @@ class LSTMGAN(GANPlugin):
     name = "lstm-gan"
     modality = "text"
     description = "LSTM text GAN: MLE pre-training, then Gumbel-softmax (RelGAN) or REINFORCE (SeqGAN) training."
-    version = "0.1.0"
+    version = "0.2.0"
     Config = LSTMGANConfig
     default_data = "surnames"
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
@@ -221,9 +232,9 @@ class LSTMGAN(GANPlugin):
         ]
 
     def optimizers(self, config: LSTMGANConfig) -> dict[str, OptimizerSpec]:
-        betas = tuple(config.betas)
         """Adam for each network, and a separate one for MLE pre-training (its own rate; the adversarial updates
         start with fresh moments rather than those of the much larger MLE gradients, as in RelGAN)."""
+        betas = tuple(config.betas)
         specs = {
             "generator": OptimizerSpec(lr=config.lr_g, betas=betas),
             "discriminator": OptimizerSpec(lr=config.lr_d, betas=betas),
