@@ -226,6 +226,25 @@ def test_discriminators_take_soft_one_hot_sequences(kind):
         d(torch.zeros(4, 3, 11))
 
 
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_discriminators_score_ids_as_their_one_hots(kind):
+    d = TextDiscriminator(12, max_length=5, kind=kind, embed_dim=8, hidden_dim=8, kernel_sizes=(2, 3))
+    ids = torch.randint(0, 12, (6, 5), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(d(ids), d(F.one_hot(ids, 12).float()), atol=1e-6)
+    with pytest.raises(ValueError, match="token ids"):
+        d(ids[:, :, None])
+
+
+def test_straight_through_d_updates_score_the_hard_samples_as_ids():
+    config, info, nets, dataset = _setup(straight_through=True)
+    ctx = _context(config, info, step=config.pretrain_steps + 10, total_steps=config.pretrain_steps + 100)
+    seen = []
+    nets["discriminator"].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    lstm_gan._d_step(nets, _batch(dataset), ctx)
+    real, fake = seen
+    assert not real.is_floating_point() and not fake.is_floating_point() and fake.shape == real.shape
+
+
 def test_beta_annealing_schedules():
     assert beta_at(100, 100, 200, 100.0, "exp") == pytest.approx(1.0)
     assert beta_at(199, 100, 200, 100.0, "exp") == pytest.approx(100.0)

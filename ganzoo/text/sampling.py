@@ -19,4 +19,7 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     uniform = torch.rand(total.shape, device=probs.device, generator=generator) * total
     index = torch.searchsorted(cumulative, uniform, right=True).squeeze(1)
     # float rounding can put the draw at the very top of the cumulative sum: take the likeliest id then
-    return torch.where(index < probs.shape[1], index, probs.argmax(dim=1))
+    over = index >= probs.shape[1]
+    if over.any():
+        index[over] = probs[over].argmax(dim=1)
+    return index

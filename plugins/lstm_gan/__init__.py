@@ -120,31 +120,32 @@ def _mle_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     return -log_probs.sum() / count, {}
 
 
-def _fakes(nets: Any, ctx: Any, n: int) -> tuple[Any, dict[str, Any]]:
-    """Generated sequences as D sees them: soft one-hots (gumbel) or one-hots of sampled ids (reinforce)."""
+def _fakes(nets: Any, ctx: Any, n: int, for_generator: bool) -> tuple[Any, dict[str, Any]]:
+    """Generated sequences as D sees them: soft one-hots (gumbel), or ids (reinforce; gumbel straight-through in
+    D's own updates). Straight-through for G's update: the hard one-hots, with the soft ones' gradient."""
     import torch.nn.functional as F
 
     g = nets["generator"]
-    if ctx.config.adversarial == "gumbel":
-        beta = _beta(ctx)
-        soft, hard = g.gumbel_sample(n, beta)
-        if ctx.config.straight_through:  # D sees exact one-hots; the gradient is the soft one's
-            soft = F.one_hot(hard, g.vocab_size).to(soft.dtype) + soft - soft.detach()
+    if ctx.config.adversarial == "reinforce":
+        return g.sample(n), {}
+    beta = _beta(ctx)
+    soft, hard = g.gumbel_sample(n, beta)
+    if not ctx.config.straight_through:
         return soft, {"beta": beta}
-    return F.one_hot(g.sample(n), g.vocab_size).float(), {}
+    if not for_generator:
+        return hard, {"beta": beta}
+    return F.one_hot(hard, g.vocab_size).to(soft.dtype) + soft - soft.detach(), {"beta": beta}
 
 
 def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     import torch
-    import torch.nn.functional as F
 
     from ganzoo.losses import discriminator_loss
 
     d = nets["discriminator"]
-    real = F.one_hot(batch["tokens"], d.vocab_size).float()
     with torch.no_grad():
-        fake, logs = _fakes(nets, ctx, len(real))
-    real_logits, fake_logits = d(real), d(fake)
+        fake, logs = _fakes(nets, ctx, len(batch["tokens"]), for_generator=False)
+    real_logits, fake_logits = d(batch["tokens"]), d(fake)
     loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
     logs.update(d_real=real_logits.detach().float().mean(), d_fake=fake_logits.detach().float().mean())
     return loss, logs
@@ -164,7 +165,7 @@ def _g_gumbel_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]
     gradients reach G through the relaxation."""
     from ganzoo.losses import generator_loss
 
-    fake, logs = _fakes(nets, ctx, ctx.batch_size)
+    fake, logs = _fakes(nets, ctx, ctx.batch_size, for_generator=True)
     return _with_mle(generator_loss(ctx.config.loss, nets["discriminator"](fake)), logs, nets, batch, ctx)
 
 

@@ -17,6 +17,7 @@ after an eos it emits pads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -60,15 +61,16 @@ class TextGenerator(nn.Module):
         self.embed = nn.Embedding(self.vocab_size, embed_dim)
         self.lstm = nn.LSTM(embed_dim, hidden_dim, layers, batch_first=True)
         self.head = nn.Linear(hidden_dim, self.vocab_size)
-        banned = torch.zeros(self.vocab_size, dtype=torch.bool)
-        banned[[vocab.pad, vocab.bos] + ([] if uses_eos else [vocab.eos]) + ([] if uses_unk else [vocab.unk])] = True
+        banned = torch.zeros(self.vocab_size)  # added to the head's bias: -inf for the ids it never emits
+        never = [vocab.pad, vocab.bos] + ([] if uses_eos else [vocab.eos]) + ([] if uses_unk else [vocab.unk])
+        banned[never] = -math.inf
         self.register_buffer("banned", banned, persistent=False)
 
     # ------------------------------------------------------------------------------------------ internals
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 logits with the never-emitted tokens at -inf."""
-        return self.head(hidden).float().masked_fill(self.banned, float("-inf"))
+        """float32 logits with the never-emitted tokens at -inf (in one pass over the (n, V) output)."""
+        return F.linear(hidden, self.head.weight, self.head.bias + self.banned).float()
 
     def _step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """Logits of the next token after feeding `tokens` (n,), and the new state."""
@@ -82,7 +84,8 @@ class TextGenerator(nn.Module):
     def _shape_logits(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        logits = logits / temperature
+        if temperature != 1:
+            logits = logits / temperature
         if top_k is not None and top_k < logits.shape[1]:
             if top_k < 1:
                 raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -104,8 +107,8 @@ class TextGenerator(nn.Module):
         out = []
         for _ in range(steps):
             logits, state = self._step(tokens, state)
-            probs = torch.softmax(self._shape_logits(logits, temperature, top_k), dim=1)
-            tokens = draw(probs, generator)
+            shaped = self._shape_logits(logits, temperature, top_k)
+            tokens = draw((shaped - shaped.amax(dim=1, keepdim=True)).exp_(), generator)  # softmax, unnormalised
             out.append(torch.where(finished, self.vocab.pad, tokens))
             finished = finished | (tokens == self.vocab.eos)
         if not out:
@@ -187,16 +190,17 @@ class TextGenerator(nn.Module):
                 generator=generator,
             )
             full = torch.cat([tokens[:, : t + 1].repeat_interleave(rollouts, 0), tail], dim=1)
-            scores = torch.sigmoid(discriminator(F.one_hot(full, self.vocab_size).float()).float())
+            scores = torch.sigmoid(discriminator(full).float())
             rewards[:, t] = scores.view(n, rollouts).mean(dim=1)
-        rewards[:, -1] = torch.sigmoid(discriminator(F.one_hot(tokens, self.vocab_size).float()).float())
+        rewards[:, -1] = torch.sigmoid(discriminator(tokens).float())
         return rewards
 
 
 class TextDiscriminator(nn.Module):
-    """A sequence classifier over (n, T, V) float one-hot (or soft one-hot) inputs: a bias-free linear embedding
-    (a lookup for one-hot rows, a mixture for soft ones), then an LSTM whose last hidden state is scored, or a CNN
-    of several kernel widths with max-over-time pooling (Kim 2014, as in SeqGAN and RelGAN). Returns (n,) logits."""
+    """A sequence classifier over (n, T, V) float one-hot (or soft one-hot) inputs, or (n, T) token ids: a bias-free
+    linear embedding (a mixture of its columns for soft rows; for ids and exact one-hots, a lookup), then an LSTM
+    whose last hidden state is scored, or a CNN of several kernel widths with max-over-time pooling (Kim 2014, as in
+    SeqGAN and RelGAN). Returns (n,) logits."""
 
     def __init__(
         self,
@@ -223,9 +227,14 @@ class TextDiscriminator(nn.Module):
         self.out = nn.Linear(features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 3 or x.shape[2] != self.vocab_size:
-            raise ValueError(f"expected (n, T, {self.vocab_size}) one-hot sequences, got {tuple(x.shape)}")
-        h = self.embed(x)
+        if x.ndim == 2 and not x.is_floating_point():  # ids: the rows of the embedding their one-hots would pick
+            h = F.embedding(x, self.embed.weight.t())
+        elif x.ndim == 3 and x.shape[2] == self.vocab_size:
+            h = self.embed(x)
+        else:
+            raise ValueError(
+                f"expected (n, T) token ids or (n, T, {self.vocab_size}) one-hot sequences, got {tuple(x.shape)}"
+            )
         if self.kind == "lstm":
             _, (hidden, _) = run_lstm(self.lstm, h)
             features = hidden[-1]
