@@ -48,16 +48,11 @@ def _write_tokens(path: Path, sequences: torch.Tensor) -> None:
     path.write_text("\n".join(" ".join(map(str, row)) for row in sequences.tolist()) + "\n", encoding="utf-8")
 
 
-def _nll_test(generator: torch.nn.Module, test: torch.Tensor, temperature: float = 1.0) -> float:
-    """The generator's NLL per token of the held-out sequences (those whose ids it knows), its logits divided by
-    `temperature`."""
+def _nll_test(nets: Any, test: torch.Tensor, temperature: float = 1.0) -> float:
+    """The generator's NLL per token (at `temperature`) of the held-out sequences whose ids it knows."""
+    generator = nets["generator"]
     test = test[test.max(dim=1).values < generator.vocab.pad].to(generator.banned.device)
-    total = 0.0
-    with torch.no_grad():
-        for chunk in test.split(500):
-            log_probs = torch.log_softmax(generator(chunk) / temperature, dim=-1)
-            total -= float(log_probs.gather(2, chunk[:, :, None]).sum())
-    return total / test.numel()
+    return plugin.nll(nets, test, temperature=temperature)
 
 
 def _scores(nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int, temperature: float) -> dict[str, Any]:
@@ -65,7 +60,7 @@ def _scores(nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int, te
     samples = plugin.sample_tokens(nets, n, generator=generator, temperature=temperature)
     return {
         "nll_oracle": round(oracle.nll(samples.cpu()), 4),
-        "nll_test": round(_nll_test(nets["generator"], test, temperature), 4),
+        "nll_test": round(_nll_test(nets, test, temperature), 4),
     }
 
 

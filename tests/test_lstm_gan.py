@@ -145,6 +145,19 @@ def test_mle_pretraining_lowers_the_training_nll():
     assert after < 0.6 * before
 
 
+def test_nll_at_a_temperature_scores_the_distribution_sampled_at_it():
+    """Gibbs' inequality: samples drawn at a temperature are likeliest, on average, under that temperature's
+    distribution, so `nll(temperature=)` and `sample(temperature=)` must describe the same distribution."""
+    _, _, nets, _ = _setup()
+    g = nets["generator"]
+    with torch.no_grad():  # an untrained G is near uniform: sharpen it so the temperatures differ clearly
+        g.head.weight.mul_(20)
+    for drawn_at, other in ((0.5, 1.0), (1.0, 0.5)):
+        tokens = g.sample(2000, temperature=drawn_at, generator=torch.Generator().manual_seed(0))
+        own = plugin.nll(nets, tokens, temperature=drawn_at)
+        assert own < plugin.nll(nets, tokens, temperature=other) - 0.05
+
+
 def test_discriminator_step_trains_d_on_real_and_generated():
     for adversarial in ("gumbel", "reinforce"):
         config, info, nets, dataset = _setup(adversarial=adversarial)

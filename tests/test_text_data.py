@@ -40,7 +40,8 @@ def test_word_tokenizer_round_trips_normalising_whitespace():
     assert tokenize("the cat  sat", "word") == ["the", "cat", "sat"]
     assert vocab.decode(vocab.encode("the dog\tran far")) == "the dog ran far"
     assert vocab.tokens[0] == "the"  # most frequent first
-    with pytest.raises(ValueError, match="char, word"):
+    assert tokenize("12 7  3", "ids") == ["12", "7", "3"]
+    with pytest.raises(ValueError, match="char, word, ids"):
         tokenize("x", "bytes")
 
 

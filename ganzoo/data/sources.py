@@ -289,16 +289,21 @@ class SelectedSource(DataSource):
             keep = labels >= 0
             images, labels = images[keep], labels[keep]
         if self.n is not None:
-            if self.n > len(images):
-                raise UsageError(f"n={self.n} but {self.spec!r} has only {len(images)} samples")
-            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[: self.n]
-            order = order.sort().values
+            order = seeded_subset(len(images), self.n, self.seed, self.spec)
             images = images[order]
             labels = labels[order] if labels is not None else None
         return TensorImageDataset(images, labels)
 
 
 _LABELLED_HINT = "(labelled specs: mnist-4k, mnist, fashion-mnist, cifar10, folder:PATH with one subfolder per class)"
+
+
+def seeded_subset(total: int, n: int, seed: int, spec: str) -> torch.Tensor:
+    """The indices, in increasing order, of a random subset of `n` of `total` samples drawn with `seed` (what
+    `?n=COUNT&seed=` selects); more than there are is a UsageError naming `spec`."""
+    if n > total:
+        raise UsageError(f"n={n} but {spec!r} has only {total} samples")
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
 def _parse_classes(text: str, spec: str) -> list[int]:

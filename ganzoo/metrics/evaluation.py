@@ -168,20 +168,18 @@ def _evaluate_text(
 
     from ganzoo.data import resolve_data
     from ganzoo.metrics.text import bleu, self_bleu
+    from ganzoo.text import tokenize
 
     tokenizer = model.data_info.extras.get("vocab", {}).get("tokenizer", "word")
 
-    def tokens(text: str) -> list[str]:
-        return list(text) if tokenizer == "char" else text.split()
-
-    samples = [tokens(text) for text in model.sample(n, seed=seed, use_ema=use_ema)]
+    samples = [tokenize(text, tokenizer) for text in model.sample(n, seed=seed, use_ema=use_ema)]
     result: dict[str, Any] = {}
     reference_n = None
     if "bleu" in names:
         with warnings.catch_warnings():  # the model's max_length may cut some real texts: scored as it sees them
             warnings.simplefilter("ignore", UserWarning)
             dataset = resolve_data(data).load(**model.plugin.data_options(model.config))
-        references = [tokens(text) for text in dataset.decode()]
+        references = [tokenize(text, tokenizer) for text in dataset.decode()]
         reference_n = len(references)
         result["bleu4"] = bleu(samples, references)
     if "self-bleu" in names:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ganzoo.data.sources import DataSource, register_data
+from ganzoo.data.sources import DataSource, register_data, seeded_subset
 from ganzoo.errors import UsageError
 from ganzoo.plugin import DataInfo
 from ganzoo.text.vocab import Vocabulary
@@ -206,10 +206,9 @@ class TextSource(DataSource):
 
         def subset() -> list[Any]:
             samples = read()
-            if n is not None and n > len(samples):
-                raise UsageError(f"n={n} but {self.spec!r} has only {len(samples)} samples")
-            order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n]
-            return [samples[i] for i in order.sort().values.tolist()]
+            if n is None:
+                return samples
+            return [samples[i] for i in seeded_subset(len(samples), n, seed, self.spec).tolist()]
 
         return TextSource(spec, subset, self.kind)
 

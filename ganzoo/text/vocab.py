@@ -25,12 +25,13 @@ _FORMAT = 1
 
 
 def tokenize(text: str, tokenizer: str) -> list[str]:
-    """Split one sample into tokens: characters (`char`) or whitespace-separated words (`word`)."""
+    """Split one sample into tokens: characters (`char`), or whitespace-separated words (`word`) or ids (`ids`, as
+    `tokens:` files and decoded id samples write them)."""
     if tokenizer == "char":
         return list(text)
-    if tokenizer == "word":
+    if tokenizer in ("word", "ids"):
         return text.split()
-    raise ValueError(f"unknown text tokenizer {tokenizer!r}; accepted: char, word")
+    raise ValueError(f"unknown text tokenizer {tokenizer!r}; accepted: {', '.join(TOKENIZERS)}")
 
 
 class Vocabulary:

@@ -105,13 +105,14 @@ def _beta(ctx: Any) -> float:
     return beta_at(ctx.step, _adversarial_start(ctx.config), total, ctx.config.beta_max, ctx.config.beta_schedule)
 
 
-def _scored_log_probs(g: Any, tokens: Any, lengths: Any) -> tuple[Any, Any]:
-    """The generator's (n, T) log-probabilities of `tokens`, zero past each sample's `lengths` scored positions
-    (where the pads, which it never emits, have log-probability -inf), and the number of scored positions."""
+def _scored_log_probs(g: Any, tokens: Any, lengths: Any, temperature: float = 1.0) -> tuple[Any, Any]:
+    """The generator's (n, T) log-probabilities of `tokens` (at `temperature`), zero past each sample's `lengths`
+    scored positions (where the pads, which it never emits, have log-probability -inf), and the number of scored
+    positions."""
     import torch
 
     scored = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None]
-    return g.log_probs(tokens).masked_fill(~scored, 0.0), scored.sum()
+    return g.log_probs(tokens, temperature).masked_fill(~scored, 0.0), scored.sum()
 
 
 def _mle_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
@@ -283,9 +284,12 @@ class LSTMGAN(GANPlugin):
             raise UsageError("lstm-gan is not a conditional model; it takes no condition")
         return self.decode(nets, self.sample_tokens(nets, n, generator, temperature, top_k))
 
-    def nll(self, nets: Any, tokens: Any, lengths: Any | None = None, batch_size: int = 512) -> float:
-        """The generator's mean negative log-likelihood per scored token of (n, T) ids, in nats (NLL_test);
-        `lengths` (scored positions per sample) defaults to the ids before the pads."""
+    def nll(
+        self, nets: Any, tokens: Any, lengths: Any | None = None, temperature: float = 1.0, batch_size: int = 512
+    ) -> float:
+        """The generator's mean negative log-likelihood per scored token of (n, T) ids, in nats (NLL_test), under
+        its distribution at `temperature`; `lengths` (scored positions per sample) defaults to the ids before the
+        pads."""
         import torch
 
         g = nets["generator"]
@@ -294,7 +298,7 @@ class LSTMGAN(GANPlugin):
         total, count = 0.0, 0.0
         with torch.no_grad():
             for chunk, chunk_lengths in zip(tokens.split(batch_size), lengths.split(batch_size), strict=True):
-                log_probs, scored = _scored_log_probs(g, chunk, chunk_lengths)
+                log_probs, scored = _scored_log_probs(g, chunk, chunk_lengths, temperature)
                 total -= float(log_probs.sum())
                 count += float(scored)
         return total / count

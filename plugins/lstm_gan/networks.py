@@ -125,9 +125,10 @@ class TextGenerator(nn.Module):
         out, _ = run_lstm(self.lstm, self.embed(self._teacher_inputs(tokens)))
         return self._logits(out)
 
-    def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, T) log-probability of each id given the ids before it (pads after an eos included; mask them)."""
-        logits = self(tokens)
+    def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(n, T) log-probability of each id given the ids before it (pads after an eos included; mask them), under
+        the distribution that `sample` draws from at `temperature`."""
+        logits = self._shape_logits(self(tokens), temperature, None)
         return torch.log_softmax(logits, dim=-1).gather(2, tokens[:, :, None]).squeeze(2)
 
     @torch.no_grad()
