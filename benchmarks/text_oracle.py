@@ -170,7 +170,8 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         mle = {k: median(k, phase="mle", net=net, temperature=1.0) for k in ("nll_oracle", "nll_test", "train_s")}
         entries = [(f"MLE ({args.mle_steps} it), {net}", "mle", 1.0)]
         entries += [(f"MLE, {net}, sampled at temperature {t:g} (no adversary)", "mle", t) for t in args.temperatures]
-        entries.append((f"adversarial ({args.adv_steps} it after MLE), {net}", "adversarial", 1.0))
+        after = f"MLE and {args.d_steps} it of D pre-training" if args.d_steps else "MLE"
+        entries.append((f"adversarial ({args.adv_steps} it after {after}), {net}", "adversarial", 1.0))
         for label, phase, temperature in entries:
             where = {"phase": phase, "net": net, "temperature": temperature}
             values = {k: median(k, **where) for k in ("nll_oracle", "nll_test", "train_s")}
@@ -179,9 +180,22 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 f"| {label} | {values['nll_oracle']:.3f} | {values['nll_test']:.3f} | {change['nll_oracle']:+.1%} | "
                 f"{change['nll_test']:+.1%} | {values['train_s']:.0f} s |"
             )
+    lines += ["", "The adversarial generator against its own MLE result, per seed (NLL_oracle / NLL_test):", ""]
+    scores = ("nll_oracle", "nll_test")
+    for seed in seeds:
+        mle = {k: median(k, seed=seed, phase="mle", net="generator", temperature=1.0) for k in scores}
+        adv = {k: median(k, seed=seed, phase="adversarial", net="generator") for k in scores}
+        lines.append(
+            f"- seed {seed}: {mle['nll_oracle']:.3f} -> {adv['nll_oracle']:.3f} "
+            f"({adv['nll_oracle'] / mle['nll_oracle'] - 1:+.1%}) / {mle['nll_test']:.3f} -> {adv['nll_test']:.3f} "
+            f"({adv['nll_test'] / mle['nll_test'] - 1:+.1%})"
+        )
     command = (
         f"python benchmarks/text_oracle.py --seeds {args.seeds} --mle-steps {args.mle_steps} "
-        f"--adv-steps {args.adv_steps}" + "".join(f" --set {s}" for s in args.set) + " --write"
+        f"--adv-steps {args.adv_steps}"
+        + (f" --d-steps {args.d_steps}" if args.d_steps else "")
+        + "".join(f" --set {s}" for s in args.set)
+        + " --write"
     )
     name = "lstm-gan on the SeqGAN oracle" + (f" ({', '.join(args.set)})" if args.set else "")
     write_section(name, command, "\n".join(lines))
