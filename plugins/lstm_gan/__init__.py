@@ -122,19 +122,20 @@ def _mle_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def _fakes(nets: Any, ctx: Any, n: int, for_generator: bool) -> tuple[Any, dict[str, Any]]:
-    """Generated sequences as D sees them: soft one-hots (gumbel), or ids (reinforce; gumbel straight-through in
-    D's own updates). Straight-through for G's update: the hard one-hots, with the soft ones' gradient."""
+    """Generated sequences as D sees them: sampled ids for REINFORCE and for D's own updates under straight-through
+    (the hard Gumbel-max sample is an exact draw from G, so `sample` gives it without the soft one-hots); RelGAN's
+    soft one-hots; for G's straight-through update the hard one-hots with the soft ones' gradient."""
     import torch.nn.functional as F
 
     g = nets["generator"]
     if ctx.config.adversarial == "reinforce":
         return g.sample(n), {}
     beta = _beta(ctx)
+    if ctx.config.straight_through and not for_generator:
+        return g.sample(n), {"beta": beta}
     soft, hard = g.gumbel_sample(n, beta)
     if not ctx.config.straight_through:
         return soft, {"beta": beta}
-    if not for_generator:
-        return hard, {"beta": beta}
     return F.one_hot(hard, g.vocab_size).to(soft.dtype) + soft - soft.detach(), {"beta": beta}
 
 
