@@ -12,6 +12,9 @@ At the end of pre-training and at the end of training it reports, for the genera
 * NLL_test: the generator's own NLL per token of the held-out oracle sequences (a generator that collapses onto a
   few likely sequences lowers NLL_oracle but raises NLL_test).
 
+`--every N` also evaluates every N adversarial iterations (at temperature 1) and lists each seed's course in
+RESULTS.md: an adversarial phase that oscillates shows here, where its end point alone would not.
+
 A baseline that needs no adversary: the MLE generator sampled at a lower temperature (`--temperatures`), its
 NLL_test that of the temperature-scaled distribution. train_s excludes the evaluations. One JSON line per
 evaluation; `--write` puts the medians over `--seeds` into benchmarks/RESULTS.md, `--json FILE` every row.
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, A
 
     def evaluate(trainer: ganzoo.Trainer, step: int) -> None:
         nonlocal evaluating
-        if step not in (pretrained_at, total):
+        traced = args.every and step > pretrained_at and (step - pretrained_at) % args.every == 0
+        if step not in (pretrained_at, total) and not traced:
             return
         began = time.perf_counter()
         model = trainer.model
@@ -129,6 +133,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstm-gan config override")
+    parser.add_argument("--every", type=int, default=0, help="also evaluate every N adversarial iterations")
     parser.add_argument("--json", type=Path, help="also write every row here")
     parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
@@ -148,8 +153,11 @@ def main() -> None:
 def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     from results import write_section
 
+    total = args.mle_steps + args.d_steps + args.adv_steps
+    final = [r for r in rows if r["phase"] == "mle" or r["step"] == total]
+
     def median(key: str, **where: Any) -> float:
-        return statistics.median(r[key] for r in rows if all(r[k] == v for k, v in where.items()))
+        return statistics.median(r[key] for r in final if all(r[k] == v for k, v in where.items()))
 
     seeds = sorted({r["seed"] for r in rows})
     overrides = "".join(f", {s}" for s in args.set)
@@ -190,10 +198,18 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             f"({adv['nll_oracle'] / mle['nll_oracle'] - 1:+.1%}) / {mle['nll_test']:.3f} -> {adv['nll_test']:.3f} "
             f"({adv['nll_test'] / mle['nll_test'] - 1:+.1%})"
         )
+    if args.every:
+        heading = f"after MLE, then every {args.every} adversarial iterations, per seed"
+        lines += ["", f"The generator's NLL_oracle / NLL_test {heading}:", ""]
+        for seed in seeds:
+            course = [r for r in rows if r["seed"] == seed and r["net"] == "generator" and r["temperature"] == 1.0]
+            points = ", ".join(f"{r['nll_oracle']:.2f} / {r['nll_test']:.2f}" for r in course)
+            lines.append(f"- seed {seed}: {points}")
     command = (
         f"python benchmarks/text_oracle.py --seeds {args.seeds} --mle-steps {args.mle_steps} "
         f"--adv-steps {args.adv_steps}"
         + (f" --d-steps {args.d_steps}" if args.d_steps else "")
+        + (f" --every {args.every}" if args.every else "")
         + "".join(f" --set {s}" for s in args.set)
         + " --write"
     )
