@@ -199,12 +199,13 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             f"({adv['nll_test'] / mle['nll_test'] - 1:+.1%})"
         )
     if args.every:
-        heading = f"after MLE, then every {args.every} adversarial iterations, per seed"
-        lines += ["", f"The generator's NLL_oracle / NLL_test {heading}:", ""]
+        heading = f"after MLE, then every {args.every} adversarial iterations"
+        lines += ["", f"NLL_oracle / NLL_test {heading}:", ""]
         for seed in seeds:
-            course = [r for r in rows if r["seed"] == seed and r["net"] == "generator" and r["temperature"] == 1.0]
-            points = ", ".join(f"{r['nll_oracle']:.2f} / {r['nll_test']:.2f}" for r in course)
-            lines.append(f"- seed {seed}: {points}")
+            for net in sorted({r["net"] for r in rows}, reverse=True):
+                course = [r for r in rows if r["seed"] == seed and r["net"] == net and r["temperature"] == 1.0]
+                points = ", ".join(f"{r['nll_oracle']:.2f} / {r['nll_test']:.2f}" for r in course)
+                lines.append(f"- seed {seed}, {net}: {points}")
     command = (
         f"python benchmarks/text_oracle.py --seeds {args.seeds} --mle-steps {args.mle_steps} "
         f"--adv-steps {args.adv_steps}"
