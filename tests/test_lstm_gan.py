@@ -168,6 +168,23 @@ def test_discriminator_step_trains_d_on_real_and_generated():
         assert all(p.grad.abs().sum() > 0 for p in nets["discriminator"].parameters())
 
 
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_r1_gamma_adds_the_penalty_on_the_real_one_hots_to_d_loss(kind):
+    from ganzoo.losses import r1_penalty
+
+    losses = {}
+    for gamma in (0.0, 4.0):
+        config, info, nets, dataset = _setup(r1_gamma=gamma, d_kind=kind)
+        torch.manual_seed(1)
+        losses[gamma], logs = lstm_gan._d_step(nets, _batch(dataset), _context(config, info))
+    d, tokens = nets["discriminator"], _batch(dataset)["tokens"]
+    expected = r1_penalty(d, F.one_hot(tokens, d.vocab_size).float()).item()
+    assert logs["r1_penalty"].item() == pytest.approx(expected) and expected > 0
+    assert (losses[4.0] - losses[0.0]).item() == pytest.approx(2.0 * expected, rel=1e-4)
+    losses[4.0].backward()  # double backprop through D's input gradient
+    assert all(torch.isfinite(p.grad).all() for p in d.parameters())
+
+
 def _entropy(ids: torch.Tensor, size: int) -> float:
     p = torch.bincount(ids, minlength=size).float() / len(ids)
     p = p[p > 0]
@@ -364,10 +381,11 @@ def test_trains_under_mixed_precision(tmp_path, precision):
     corpus.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
     train = {"steps": 6, "batch_size": 8, "progress": False, "tensorboard": False, "log_every": 1}
     train.update(device="cpu", precision=precision)
-    config = {**TINY, "pretrain_steps": 3, "pretrain_d_steps": 1}
+    config = {**TINY, "pretrain_steps": 3, "pretrain_d_steps": 1, "r1_gamma": 1.0}
     result = Trainer(plugin, config, train, data=f"text:{corpus}", out=tmp_path / "run").fit()
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all(math.isfinite(v) for line in lines for v in line.values() if isinstance(v, float))
+    assert all(line["r1_penalty"] > 0 for line in lines[3:])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == precision
     assert len(result.model.sample(3, seed=0)) == 3
 

@@ -55,6 +55,9 @@ class LSTMGANConfig:
     pretrain_steps: int = option(1000, "first iterations: MLE pre-training of the generator only", min=0)
     pretrain_d_steps: int = option(0, "then iterations of discriminator pre-training against the fixed G", min=0)
     d_steps: int = option(1, "discriminator updates per adversarial iteration", min=1)
+    r1_gamma: float = option(
+        0.0, "R1 penalty weight: adds gamma/2 E||grad D(x)||^2 on the real sequences' one-hots; 0: off", min=0
+    )
     beta_max: float = option(
         100.0,
         "gumbel: the largest inverse temperature beta of softmax(beta (logits + g)), "
@@ -140,9 +143,12 @@ def _fakes(nets: Any, ctx: Any, n: int, for_generator: bool) -> tuple[Any, dict[
 
 
 def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    """D's loss on a data batch against generated sequences, plus the R1 penalty on the data's one-hots (the
+    gradient with respect to D's input, which ids do not have) when `r1_gamma` is set."""
     import torch
+    import torch.nn.functional as F
 
-    from ganzoo.losses import discriminator_loss
+    from ganzoo.losses import discriminator_loss, r1_penalty
 
     d = nets["discriminator"]
     with torch.no_grad():
@@ -150,6 +156,10 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     real_logits, fake_logits = d(batch["tokens"]), d(fake)
     loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
     logs.update(d_real=real_logits.detach().float().mean(), d_fake=fake_logits.detach().float().mean())
+    if ctx.config.r1_gamma > 0:
+        penalty = r1_penalty(d, F.one_hot(batch["tokens"], d.vocab_size), ctx.scaler)
+        loss = loss + 0.5 * ctx.config.r1_gamma * penalty
+        logs["r1_penalty"] = penalty.detach()
     return loss, logs
 
 
@@ -190,7 +200,7 @@ class LSTMGAN(GANPlugin):
     name = "lstm-gan"
     modality = "text"
     description = "LSTM text GAN: MLE pre-training, then Gumbel-softmax (RelGAN) or REINFORCE (SeqGAN) training."
-    version = "0.2.0"
+    version = "0.3.0"
     Config = LSTMGANConfig
     default_data = "surnames"
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
