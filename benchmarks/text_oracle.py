@@ -108,6 +108,7 @@ def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, A
         "tensorboard": False,
         "checkpoint_every": total,
         "sample_every": total,
+        **dict(s.split("=", 1) for s in args.train_set),
     }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "oracle-train.txt"
@@ -133,6 +134,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstm-gan config override")
+    parser.add_argument(
+        "--train-set", action="append", default=[], metavar="KEY=VALUE", help="engine option override, e.g. ema_start"
+    )
     parser.add_argument("--every", type=int, default=0, help="also evaluate every N adversarial iterations")
     parser.add_argument("--json", type=Path, help="also write every row here")
     parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
@@ -160,7 +164,7 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         return statistics.median(r[key] for r in final if all(r[k] == v for k, v in where.items()))
 
     seeds = sorted({r["seed"] for r in rows})
-    overrides = "".join(f", {s}" for s in args.set)
+    overrides = "".join(f", {s}" for s in [*args.set, *args.train_set])
     lines = [
         f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; lstm-gan "
         f"{plugin.version} defaults at the oracle's size (embedding and hidden 32){overrides}"
@@ -212,9 +216,11 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         + (f" --d-steps {args.d_steps}" if args.d_steps else "")
         + (f" --every {args.every}" if args.every else "")
         + "".join(f" --set {s}" for s in args.set)
+        + "".join(f" --train-set {s}" for s in args.train_set)
         + " --write"
     )
-    name = "lstm-gan on the SeqGAN oracle" + (f" ({', '.join(args.set)})" if args.set else "")
+    overrides = [*args.set, *args.train_set]
+    name = "lstm-gan on the SeqGAN oracle" + (f" ({', '.join(overrides)})" if overrides else "")
     write_section(name, command, "\n".join(lines))
 
 
