@@ -12,6 +12,9 @@ At the end of pre-training and at the end of training it reports, for the genera
 * NLL_test: the generator's own NLL per token of the held-out oracle sequences (a generator that collapses onto a
   few likely sequences lowers NLL_oracle but raises NLL_test).
 
+`--set KEY=VALUE` overrides lstm-gan's config, `--train-set KEY=VALUE` the engine's (e.g. `ema_start`, so that the
+EMA averages only the adversarial phase).
+
 `--every N` also evaluates every N adversarial iterations (at temperature 1) and lists each seed's course in
 RESULTS.md: an adversarial phase that oscillates shows here, where its end point alone would not.
 

@@ -1,10 +1,10 @@
 """lstm-gan on the embedded surnames: BLEU-4 against held-out names and self-BLEU-4 of the samples, after MLE
 pre-training and after adversarial training, with 20 sample names.
 
-lstm-gan trains with its defaults on `surnames?split=train` (79,920 names; `--set KEY=VALUE` overrides) for
-`--steps` iterations, the first `--mle-steps` of them MLE pre-training. At the end of pre-training and of training,
-for the generator and its EMA copy (what `ganzoo sample` draws from), `--n` names drawn at temperature 1 are scored
-with the Texygen definitions (`ganzoo.metrics.text`, characters as tokens):
+lstm-gan trains with its defaults on `surnames?split=train` (79,920 names; `--set KEY=VALUE` overrides its config,
+`--train-set KEY=VALUE` the engine's) for `--steps` iterations, the first `--mle-steps` of them MLE pre-training. At
+the end of pre-training and of training, for the generator and its EMA copy (what `ganzoo sample` draws from), `--n`
+names drawn at temperature 1 are scored with the Texygen definitions (`ganzoo.metrics.text`, characters as tokens):
 
 * BLEU-4 against the 8,879 held-out names of `surnames?split=test` (higher: more name-like character 4-grams);
 * self-BLEU-4 of the samples against each other (higher: less diverse; 500 scored, each against all the others);
@@ -98,6 +98,7 @@ def train_and_score(args: argparse.Namespace, seed: int, test: list[str], train:
         "tensorboard": False,
         "checkpoint_every": args.steps,
         "sample_every": args.steps,
+        **dict(s.split("=", 1) for s in args.train_set),
     }
     with tempfile.TemporaryDirectory() as tmp:
         ganzoo.Trainer(plugin, config, train_config, data=TRAIN, out=Path(tmp) / "run", callbacks=[evaluate]).fit()
@@ -114,6 +115,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="names generated per evaluation")
     parser.add_argument("--self-bleu-sample", type=int, default=500)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="lstm-gan config override")
+    parser.add_argument(
+        "--train-set", action="append", default=[], metavar="KEY=VALUE", help="engine option override, e.g. ema_start"
+    )
     parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
     args = parser.parse_args()
@@ -139,9 +143,10 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], referenc
         return statistics.median(r[key] for r in rows if r["phase"] == phase and r["net"] == net)
 
     seeds = sorted({r["seed"] for r in rows})
+    overrides = [*args.set, *args.train_set]
     lines = [
         f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; lstm-gan "
-        f"{plugin.version} defaults{' with ' + ', '.join(args.set) if args.set else ''}, batch {args.batch_size}, "
+        f"{plugin.version} defaults{' with ' + ', '.join(overrides) if overrides else ''}, batch {args.batch_size}, "
         f"data `{TRAIN}`; {args.n} names per evaluation at temperature 1; medians over seeds {seeds}. "
         "BLEU-4 / self-BLEU-4: Texygen's definitions over characters, against the 8,879 held-out names / among the "
         "samples (500 scored); NLL_test: nats per character of the held-out names (end marker included); novel: "
@@ -171,8 +176,12 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], referenc
         "",
         ", ".join(final["names"]),
     ]
-    command = f"python benchmarks/text_surnames.py --seeds {args.seeds}" + "".join(f" --set {s}" for s in args.set)
-    name = "lstm-gan on surnames" + (f" ({', '.join(args.set)})" if args.set else "")
+    command = (
+        f"python benchmarks/text_surnames.py --seeds {args.seeds}"
+        + "".join(f" --set {s}" for s in args.set)
+        + "".join(f" --train-set {s}" for s in args.train_set)
+    )
+    name = "lstm-gan on surnames" + (f" ({', '.join(overrides)})" if overrides else "")
     write_section(name, command + " --write", "\n".join(lines))
 
 
