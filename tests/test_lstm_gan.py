@@ -283,6 +283,19 @@ def test_beta_annealing_schedules():
     assert beta_at(50, 100, 200, 100.0, "linear") == 1.0 and beta_at(500, 100, 200, 100.0, "linear") == 100.0
 
 
+def test_vocab_size_sizes_the_networks_for_token_id_data(tmp_path):
+    from ganzoo import Trainer
+
+    corpus = tmp_path / "ids.txt"
+    corpus.write_text("3 1 4 1\n5 9 2 6\n" * 8, encoding="utf-8")
+    train = {"steps": 2, "batch_size": 4, "progress": False, "tensorboard": False}
+    config = {**TINY, "pretrain_steps": 1, "vocab_size": 50}
+    result = Trainer(plugin, config, train, data=f"tokens:{corpus}", out=tmp_path / "run").fit()
+    g = result.model.nets["generator"]
+    assert g.vocab.pad == 50 and len(g.vocab) == len(Vocabulary.for_ids(50))
+    assert result.model.nets["discriminator"].vocab_size == len(g.vocab)
+
+
 def test_build_refuses_non_text_data():
     with pytest.raises(UsageError, match="needs text data"):
         plugin.build(plugin.default_config(), DataInfo(modality="image", channels=1, resolution=28))

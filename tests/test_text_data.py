@@ -168,6 +168,21 @@ def test_tokens_mode_reads_integer_ids(tmp_path):
         read_token_lines(bad)
 
 
+def test_tokens_mode_takes_a_declared_vocabulary_size(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text("3 1 4 1\n5 9 2 6\n", encoding="utf-8")
+    source = resolve_data(f"tokens:{path}")
+    dataset = source.load(vocab_size=5000)
+    assert dataset.vocab == Vocabulary.for_ids(5000) and dataset.vocab.pad == 5000
+    assert dataset.tokens.tolist() == [[3, 1, 4, 1], [5, 9, 2, 6]]
+    with pytest.raises(UsageError, match="vocab_size=9 but .* holds id 9"):
+        source.load(vocab_size=9)
+    text = tmp_path / "names.txt"
+    text.write_text("ANNA\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="vocab_size is for token-id data"):
+        resolve_data(f"text:{text}").load(vocab_size=100)
+
+
 def test_empty_corpus_is_a_usage_error(tmp_path):
     path = tmp_path / "empty.txt"
     path.write_text("\n  \n", encoding="utf-8")

@@ -212,13 +212,26 @@ class TextSource(DataSource):
 
         return TextSource(spec, subset, self.kind)
 
-    def load(self, tokenizer: str = "char", min_freq: int = 1, max_length: int | None = None, **_: Any) -> TextDataset:
-        """Read the samples, build their vocabulary (`tokenizer` and `min_freq` apply to text) and encode them."""
+    def load(
+        self,
+        tokenizer: str = "char",
+        min_freq: int = 1,
+        max_length: int | None = None,
+        vocab_size: int | None = None,
+        **_: Any,
+    ) -> TextDataset:
+        """Read the samples, build their vocabulary (`tokenizer` and `min_freq` apply to text) and encode them; for
+        token ids the vocabulary is ids 0..`vocab_size`-1 (default: up to the largest id in the samples)."""
         samples = self._read()
         if not samples:
             raise UsageError(f"{self.spec} holds no samples (every line is blank)")
+        if vocab_size is not None and self.kind != "tokens":
+            raise UsageError(f"vocab_size is for token-id data (tokens:PATH); {self.spec!r} builds its vocabulary")
         if self.kind == "tokens":
-            vocab = Vocabulary.for_ids(max(max(ids) for ids in samples) + 1)
+            largest = max(max(ids) for ids in samples)
+            if vocab_size is not None and vocab_size <= largest:
+                raise UsageError(f"vocab_size={vocab_size} but {self.spec} holds id {largest}; it must exceed every id")
+            vocab = Vocabulary.for_ids(vocab_size or largest + 1)
         elif tokenizer == "ids":
             raise UsageError(f"tokenizer=ids needs token-id data (tokens:PATH), not {self.spec!r}")
         else:

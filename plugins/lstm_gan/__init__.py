@@ -37,6 +37,9 @@ class LSTMGANConfig:
     )
     min_freq: int = option(1, "tokens seen fewer times in the training data become <unk>", min=1)
     max_length: int | None = option(None, "tokens per sample, longer ones are cut (default: the longest sample)", min=1)
+    vocab_size: int | None = option(
+        None, "tokens: data: ids 0..vocab_size-1 (default: up to the largest training id); text builds its own", min=1
+    )
     embed_dim: int = option(32, "generator token embedding size", min=1)
     hidden_dim: int = option(32, "generator LSTM hidden size", min=1)
     layers: int = option(1, "generator LSTM layers", min=1)
@@ -212,7 +215,12 @@ class LSTMGAN(GANPlugin):
             raise UsageError(f"lstm-gan d_kernel_sizes={config.d_kernel_sizes} must be positive widths, e.g. 2,3,4,5")
 
     def data_options(self, config: LSTMGANConfig) -> dict[str, Any]:
-        return {"tokenizer": config.tokenizer, "min_freq": config.min_freq, "max_length": config.max_length}
+        return {
+            "tokenizer": config.tokenizer,
+            "min_freq": config.min_freq,
+            "max_length": config.max_length,
+            "vocab_size": config.vocab_size,
+        }
 
     def build(self, config: LSTMGANConfig, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo.text import Vocabulary
