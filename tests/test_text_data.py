@@ -175,7 +175,7 @@ def test_tokens_mode_takes_a_declared_vocabulary_size(tmp_path):
     dataset = source.load(vocab_size=5000)
     assert dataset.vocab == Vocabulary.for_ids(5000) and dataset.vocab.pad == 5000
     assert dataset.tokens.tolist() == [[3, 1, 4, 1], [5, 9, 2, 6]]
-    with pytest.raises(UsageError, match="vocab_size=9 but .* holds id 9"):
+    with pytest.raises(UsageError, match=r"vocab_size=9 but .* holds id 9"):
         source.load(vocab_size=9)
     text = tmp_path / "names.txt"
     text.write_text("ANNA\n", encoding="utf-8")
