@@ -41,6 +41,7 @@ import torch
 
 import ganzoo
 import ganzoo.text.corpus  # registers tokens:PATH
+from ganzoo.config import parse_set_options
 from ganzoo.text.oracle import Oracle
 from ganzoo_plugins.lstm_gan import plugin
 
@@ -72,7 +73,7 @@ def _scores(nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int, te
 
 def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, Any]]:
     """One training run on freshly drawn oracle data; its evaluation rows."""
-    config: dict[str, Any] = {**ORACLE_SIZE, **dict(s.split("=", 1) for s in args.set)}
+    config: dict[str, Any] = {**ORACLE_SIZE, **parse_set_options(args.set)}
     config.update(pretrain_steps=args.mle_steps, pretrain_d_steps=args.d_steps)
     pretrained_at = args.mle_steps + args.d_steps
     total = pretrained_at + args.adv_steps
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, A
         "tensorboard": False,
         "checkpoint_every": total,
         "sample_every": total,
-        **dict(s.split("=", 1) for s in args.train_set),
+        **parse_set_options(args.train_set),
     }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "oracle-train.txt"
@@ -167,11 +168,12 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         return statistics.median(r[key] for r in final if all(r[k] == v for k, v in where.items()))
 
     seeds = sorted({r["seed"] for r in rows})
-    overrides = "".join(f", {s}" for s in [*args.set, *args.train_set])
+    overrides = [*args.set, *args.train_set]
     lines = [
         f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; lstm-gan "
-        f"{plugin.version} defaults at the oracle's size (embedding and hidden 32){overrides}"
-        f", batch {args.batch_size}; {args.train:,} training / {args.test:,} held-out oracle sequences and {args.n:,} "
+        f"{plugin.version} defaults at the oracle's size (embedding and hidden 32)"
+        f"{''.join(', ' + s for s in overrides)}, batch {args.batch_size}; {args.train:,} training / {args.test:,} "
+        f"held-out oracle sequences and {args.n:,} "
         f"generated ones per evaluation (seeded by the run's seed); medians over seeds {seeds}. NLL_oracle: nats per "
         "token of the samples under the oracle; NLL_test: the generator's nats per token of the held-out sequences. "
         f"Published: {PUBLISHED}. train_s excludes the evaluations.",
@@ -222,7 +224,6 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         + "".join(f" --train-set {s}" for s in args.train_set)
         + " --write"
     )
-    overrides = [*args.set, *args.train_set]
     name = "lstm-gan on the SeqGAN oracle" + (f" ({', '.join(overrides)})" if overrides else "")
     write_section(name, command, "\n".join(lines))
 

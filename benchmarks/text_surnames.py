@@ -36,6 +36,7 @@ import torch
 
 import ganzoo
 import ganzoo.text.corpus  # registers surnames
+from ganzoo.config import parse_set_options
 from ganzoo.data import resolve_data
 from ganzoo.metrics.text import bleu, self_bleu
 from ganzoo.text.corpus import encode_samples
@@ -66,7 +67,7 @@ def held_out_nll(nets: Any, test: list[str]) -> float:
 
 
 def train_and_score(args: argparse.Namespace, seed: int, test: list[str], train: set[str]) -> list[dict[str, Any]]:
-    config: dict[str, Any] = {**dict(s.split("=", 1) for s in args.set), "pretrain_steps": args.mle_steps}
+    config: dict[str, Any] = {**parse_set_options(args.set), "pretrain_steps": args.mle_steps}
     rows: list[dict[str, Any]] = []
     start, evaluating = time.perf_counter(), 0.0
 
@@ -98,7 +99,7 @@ def train_and_score(args: argparse.Namespace, seed: int, test: list[str], train:
         "tensorboard": False,
         "checkpoint_every": args.steps,
         "sample_every": args.steps,
-        **dict(s.split("=", 1) for s in args.train_set),
+        **parse_set_options(args.train_set),
     }
     with tempfile.TemporaryDirectory() as tmp:
         ganzoo.Trainer(plugin, config, train_config, data=TRAIN, out=Path(tmp) / "run", callbacks=[evaluate]).fit()
