@@ -19,6 +19,7 @@ from ganzoo import __version__
 from ganzoo.errors import GanzooError, UsageError
 
 if TYPE_CHECKING:
+    from ganzoo.config import FieldDoc
     from ganzoo.engine.trainer import Trainer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -102,10 +103,17 @@ def _format_default(value: Any) -> str:
     return "None" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
+def _field_line(doc: FieldDoc, default: Any) -> str:
+    """One config field of `ganzoo info`: name, type, default, doc line and what it accepts."""
+    accepted = doc.constraints()
+    help_text = f"{doc.help} [{accepted}]" if accepted else doc.help
+    return f"  {doc.name:<18} {doc.type_name:<22} {_format_default(default):<16} {help_text}"
+
+
 @cli.command()
 @click.argument("name")
 def info(name: str) -> None:
-    """Show a plugin's description and every config field with its default and doc line."""
+    """Show a plugin's description and every config field with its default, doc line, choices and bounds."""
     from ganzoo.config import describe, replace_config
     from ganzoo.engine.config import TrainConfig
     from ganzoo.registry import get_plugin
@@ -115,12 +123,11 @@ def info(name: str) -> None:
     click.echo(plugin.description)
     click.echo("\nmodel config (--set KEY=VALUE):")
     for doc in describe(plugin.Config):
-        click.echo(f"  {doc.name:<18} {doc.type_name:<22} {_format_default(doc.default):<16} {doc.help}")
+        click.echo(_field_line(doc, doc.default))
     train_defaults = replace_config(TrainConfig(), dict(plugin.train_defaults), what="training")
     click.echo("\ntraining config (--set KEY=VALUE, or the flags of `ganzoo train`):")
     for doc in describe(TrainConfig):
-        default = getattr(train_defaults, doc.name)
-        click.echo(f"  {doc.name:<18} {doc.type_name:<22} {_format_default(default):<16} {doc.help}")
+        click.echo(_field_line(doc, getattr(train_defaults, doc.name)))
 
 
 def _diffaugment_policy(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -239,8 +246,9 @@ def finetune(
 
     The architecture is SOURCE's: --set may change training settings only (learning rates, betas, loss,
     penalty weights, training options). A conditional model re-sizes its class embeddings and heads to the
-    data's classes (copying the overlapping rows); data at another resolution is resized to the model's. The
-    source's Hub repo and commit are recorded as `base_model` (config.json, and the card of a push).
+    data's classes (copying each class's rows by class name where the names match, else by index); data at
+    another resolution is resized to the model's; --freeze-d says what it froze. The source's Hub repo and
+    commit are recorded as `base_model` (config.json, and the card of a push).
     """
     from ganzoo.transfer import prepare_finetune
 
@@ -278,7 +286,7 @@ def sample(
     """Draw samples from a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
     user/name[@revision]).
 
-    A conditional model draws --label's class, or without --label one row per class (n // classes each). A text
+    A conditional model draws --label's class, or without --label all its classes (one column per class). A text
     model prints its samples one per line, or writes them to --out FILE.txt.
     """
     from ganzoo.engine.logging import save_samples
@@ -351,7 +359,7 @@ def eval_command(
         parse_metrics(metrics)  # a typo fails before any download
     model = load_pretrained(source, device=resolve_device(device))
     names = list(parse_metrics(metrics if metrics is not None else default_metrics(model.plugin.modality)))
-    if model.plugin.conditional and "accuracy" not in names and features == "digits":
+    if model.conditional and "accuracy" not in names and features == "digits":
         names.append("accuracy")
     result = evaluate(model, data, names, features, n, batch_size, seed, weights, use_ema=not no_ema, progress=True)
     rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in result.items()]

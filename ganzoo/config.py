@@ -53,6 +53,16 @@ class FieldDoc:
     type_name: str
     default: Any
     help: str
+    choices: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def constraints(self) -> str:
+        """The accepted values in words, e.g. `choices: batch, spectral, none` or `min 0, max 1` ('' if none)."""
+        if self.choices is not None:
+            return "choices: " + ", ".join(map(str, self.choices))
+        bounds = [f"{word} {value:g}" for word, value in (("min", self.min), ("max", self.max)) if value is not None]
+        return ", ".join(bounds)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -77,7 +87,7 @@ def _type_name(tp: Any) -> str:
 
 
 def describe(config_cls: type) -> list[FieldDoc]:
-    """The fields of a config dataclass with their types, defaults and doc lines."""
+    """The fields of a config dataclass with their types, defaults, doc lines, choices and bounds."""
     hints = _hints(config_cls)
     docs = []
     for f in dataclasses.fields(config_cls):
@@ -87,7 +97,18 @@ def describe(config_cls: type) -> list[FieldDoc]:
             default = f.default_factory()
         else:
             default = None
-        docs.append(FieldDoc(f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+        meta = f.metadata
+        docs.append(
+            FieldDoc(
+                f.name,
+                _type_name(hints[f.name]),
+                default,
+                meta.get("help", ""),
+                meta.get("choices"),
+                meta.get("min"),
+                meta.get("max"),
+            )
+        )
     return docs
 
 

@@ -109,8 +109,14 @@ def _hub_dataset(spec: Any) -> str | None:
     return HUB_DATASETS.get(spec.split("?")[0]) if isinstance(spec, str) else None
 
 
-def model_card(record: Mapping[str, Any], repo_id: str | None = None, sample_file: str | None = None) -> str:
-    """The README.md of a saved model: YAML front matter for the Hub, then how to use the model."""
+def model_card(
+    record: Mapping[str, Any],
+    repo_id: str | None = None,
+    sample_file: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """The README.md of a saved model: YAML front matter for the Hub, then how to use the model. Its usage lines
+    name `repo_id@revision` when `revision` is a branch other than main."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     plugin, modality = record["plugin"], record.get("modality", "image")
@@ -139,7 +145,7 @@ def model_card(record: Mapping[str, Any], repo_id: str | None = None, sample_fil
         model_name=name,
         eval_results=results or None,
     )
-    source = repo_id or "USER/REPO"
+    source = (repo_id or "USER/REPO") + (f"@{revision}" if revision and revision != "main" else "")
     install = "pip install ganzoo"
     dist = record.get("plugin_distribution")
     if dist and dist != "ganzoo":
@@ -187,9 +193,8 @@ def model_card(record: Mapping[str, Any], repo_id: str | None = None, sample_fil
     return str(card)
 
 
-def _save_to(model: GANModel, target: Path, repo_id: str | None) -> None:
-    from safetensors.torch import save_file
-
+def _save_to(model: GANModel, target: Path, repo_id: str | None, revision: str | None) -> None:
+    from ganzoo.engine.checkpoint import save_safetensors
     from ganzoo.engine.logging import save_samples
 
     record = _record_of(model)
@@ -200,13 +205,13 @@ def _save_to(model: GANModel, target: Path, repo_id: str | None) -> None:
         "plugin": model.plugin.name,
         "plugin_version": model.plugin.version,
     }
-    save_file(weights, target / WEIGHTS_FILE, metadata)
+    save_safetensors(weights, target / WEIGHTS_FILE, metadata)
     samples, per_row = model.sample_grid(16, seed=0)
     sample_file = save_samples(samples, target / "samples.png", per_row).name
     (target / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     for name, text in model.plugin.extra_files(model.data_info).items():  # e.g. a text model's vocab.json
         (target / name).write_text(text, encoding="utf-8")
-    card = model_card(record, repo_id, sample_file if sample_file.endswith(".png") else None)
+    card = model_card(record, repo_id, sample_file if sample_file.endswith(".png") else None, revision)
     (target / CARD_FILE).write_text(card, encoding="utf-8")
 
 
@@ -217,10 +222,15 @@ def _is_saved_model(path: Path) -> bool:
         return False
 
 
-def save_pretrained(model_or_run: GANModel | str | Path, directory: str | Path, repo_id: str | None = None) -> Path:
+def save_pretrained(
+    model_or_run: GANModel | str | Path,
+    directory: str | Path,
+    repo_id: str | None = None,
+    revision: str | None = None,
+) -> Path:
     """Write a model (or the newest checkpoint of a run, or any `load_pretrained` source) to `directory` in the
-    Hub layout: config.json, model.safetensors, README.md and a sample grid. `repo_id` names the repo in the
-    card's usage lines.
+    Hub layout: config.json, model.safetensors, README.md and a sample grid. `repo_id` (and `revision`, a branch
+    other than main) name the repo in the card's usage lines (`user/name@revision`).
 
     The files are written to a temporary directory and renamed into place, so nothing half-written is left. An
     existing `directory` must be empty or an earlier save, which is replaced.
@@ -233,7 +243,7 @@ def save_pretrained(model_or_run: GANModel | str | Path, directory: str | Path, 
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     tmp.mkdir()  # (not mkdtemp: its 0700 mode would stay on the renamed directory)
     try:
-        _save_to(model, tmp, repo_id)
+        _save_to(model, tmp, repo_id, revision)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -386,7 +396,7 @@ def push_to_hub(
         raise HubError("no Hugging Face token: run `hf auth login` or set HF_TOKEN to push")
     api = HfApi(token=token, library_name="ganzoo", library_version=__version__)
     with tempfile.TemporaryDirectory(prefix="ganzoo-push-") as tmp:
-        folder = save_pretrained(source, Path(tmp) / "model", repo_id=repo_id)
+        folder = save_pretrained(source, Path(tmp) / "model", repo_id=repo_id, revision=revision)
         message = commit_message or f"Upload {json.loads((folder / CONFIG_FILE).read_text())['plugin']} with ganzoo"
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)

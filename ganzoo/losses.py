@@ -1,7 +1,9 @@
-"""Adversarial losses chosen by name in any plugin's config, and the gradient penalties (WGAN-GP, R1).
+"""Adversarial losses chosen by name in any plugin's config, and the gradient penalties (WGAN-GP, R1, R2).
 
 Each loss takes discriminator logits and returns a scalar computed in float32, so that bf16/fp16 autocast never
-rounds the loss itself. `discriminator_loss(name, real, fake)` and `generator_loss(name, fake)` dispatch by name.
+rounds the loss itself. `discriminator_loss(name, real, fake)` and `generator_loss(name, fake, real)` dispatch by
+name; the relativistic losses (`RELATIVISTIC_LOSSES`) compare real and fake logits, so their generator loss needs
+the real logits too (`needs_real_logits(name)`).
 
 The penalties differentiate the discriminator with respect to its input inside the loss. Under fp16 with a
 GradScaler they follow PyTorch's AMP recipe: the inner gradient is taken of the *scaled* output (small fp16
@@ -12,13 +14,15 @@ in float32, so bf16 rounding of the gradient entries does not swamp (||g|| - 1)^
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ganzoo.plugin import ADVERSARIAL_LOSSES
+from ganzoo.plugin import ADVERSARIAL_LOSSES, RELATIVISTIC_LOSSES
+
+PENALTIES = ("r1", "r2", "wgan-gp")
 
 
 def _f32(*tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -74,12 +78,40 @@ def g_wasserstein(fake: torch.Tensor) -> torch.Tensor:
     return -fake.float().mean()
 
 
+def d_relativistic(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing (RpGAN; Jolicoeur-Martineau 2019, the loss of R3GAN, Huang et al. 2024):
+    softplus(D(G(z)) - D(x)) over pairs (real i, fake i): D learns that each real sample is more real than its
+    fake partner. Pair it with R1 and R2 (`gradient_penalty`)."""
+    real, fake = _f32(real, fake)
+    return F.softplus(fake - real).mean()
+
+
+def g_relativistic(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """softplus(D(x) - D(G(z))): the generator's side of relativistic pairing."""
+    real, fake = _f32(real, fake)
+    return F.softplus(real - fake).mean()
+
+
+def d_relativistic_average(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic average (RaGAN; Jolicoeur-Martineau 2019): each real sample against the mean fake logit and
+    each fake one against the mean real logit: softplus(-(D(x) - E D(G(z)))) + softplus(D(G(z)) - E D(x))."""
+    real, fake = _f32(real, fake)
+    return F.softplus(fake.mean() - real).mean() + F.softplus(fake - real.mean()).mean()
+
+
+def g_relativistic_average(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The generator's side of RaGAN: the discriminator's loss with real and fake exchanged."""
+    return d_relativistic_average(fake, real)
+
+
 _D = {
     "non-saturating": d_non_saturating,
     "minimax": d_non_saturating,
     "hinge": d_hinge,
     "least-squares": d_least_squares,
     "wasserstein": d_wasserstein,
+    "relativistic": d_relativistic,
+    "relativistic-average": d_relativistic_average,
 }
 _G = {
     "non-saturating": g_non_saturating,
@@ -88,11 +120,19 @@ _G = {
     "least-squares": g_least_squares,
     "wasserstein": g_wasserstein,
 }
+_G_RELATIVISTIC = {"relativistic": g_relativistic, "relativistic-average": g_relativistic_average}
 
 
 def _check(name: str) -> None:
-    if name not in ADVERSARIAL_LOSSES:
-        raise ValueError(f"unknown adversarial loss {name!r}; accepted: {', '.join(ADVERSARIAL_LOSSES)}")
+    if name not in ADVERSARIAL_LOSSES + RELATIVISTIC_LOSSES:
+        accepted = ", ".join(ADVERSARIAL_LOSSES + RELATIVISTIC_LOSSES)
+        raise ValueError(f"unknown adversarial loss {name!r}; accepted: {accepted}")
+
+
+def needs_real_logits(name: str) -> bool:
+    """Whether the named loss's generator side compares with the real logits (the relativistic losses)."""
+    _check(name)
+    return name in RELATIVISTIC_LOSSES
 
 
 def discriminator_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -101,9 +141,14 @@ def discriminator_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.
     return _D[name](real_logits, fake_logits)
 
 
-def generator_loss(name: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    """The generator's loss of the named adversarial loss."""
+def generator_loss(name: str, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's loss of the named adversarial loss; the relativistic ones need `real_logits` (D's scores of
+    a real batch, which the generator's update draws with `needs_data=True`)."""
     _check(name)
+    if name in RELATIVISTIC_LOSSES:
+        if real_logits is None:
+            raise ValueError(f"the {name} generator loss compares with the real logits; pass real_logits")
+        return _G_RELATIVISTIC[name](fake_logits, real_logits.detach())
     return _G[name](fake_logits)
 
 
@@ -120,28 +165,43 @@ def input_gradients(outputs: torch.Tensor, inputs: torch.Tensor, scaler: Any = N
 
 
 def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor],
-    real: torch.Tensor,
-    fake: torch.Tensor,
+    discriminator: Callable[..., torch.Tensor],
+    inputs: torch.Tensor,
+    kind: str = "r1",
+    *,
+    outputs: torch.Tensor | None = None,
+    extra: Sequence[Any] = (),
+    fake: torch.Tensor | None = None,
     scaler: Any = None,
     target: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): E[(||grad D(x_hat)||_2 - target)^2], x_hat = e x + (1 - e) G(z), e ~ U[0, 1]
-    per sample. Unweighted: multiply by lambda (10 in the paper). `critic` maps images to scores (close over
-    labels for a conditional critic); `scaler` is `ctx.scaler`."""
-    shape = (len(real),) + (1,) * (real.ndim - 1)
-    mix = torch.rand(shape, device=real.device, generator=generator)
-    mixed = (mix * real.detach().float() + (1 - mix) * fake.detach().float()).requires_grad_(True)
-    grad = input_gradients(critic(mixed), mixed, scaler)
-    norms = grad.flatten(1).square().sum(dim=1).sqrt()
-    return (norms - target).square().mean()
+    """A gradient penalty on the discriminator's input, unweighted (multiply by its weight):
 
+    - `r1` (Mescheder et al. 2018): E ||grad D(x)||^2 on real `inputs`; the usual weight is gamma / 2.
+    - `r2`: the same on generated `inputs` (R3GAN, Huang et al. 2024, pairs R1 and R2 with relativistic pairing).
+    - `wgan-gp` (Gulrajani et al. 2017): E (||grad D(x_hat)||_2 - target)^2 on x_hat = e x + (1 - e) G(z),
+      e ~ U[0, 1] per sample (drawn from `generator`), with real `inputs` and `fake`; the paper's weight is 10.
 
-def r1_penalty(
-    discriminator: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, scaler: Any = None
-) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E[||grad D(x)||_2^2] on real samples. Unweighted: multiply by gamma / 2."""
-    real = real.detach().float().requires_grad_(True)
-    grad = input_gradients(discriminator(real), real, scaler)
+    `discriminator(x, *extra)` scores inputs (`extra`: e.g. the labels of a conditional D, no closure needed).
+    For r1/r2, `outputs` reuses the caller's forward pass: pass the scores D already gave `inputs`, which must
+    then have been made with `requires_grad_(True)` (float32) before that forward; otherwise D is run again on a
+    detached float32 copy. `scaler` is `ctx.scaler` (fp16: see the module docstring).
+    """
+    if kind not in PENALTIES:
+        raise ValueError(f"unknown gradient penalty {kind!r}; accepted: {', '.join(PENALTIES)}")
+    if kind == "wgan-gp":
+        if fake is None or outputs is not None:
+            raise ValueError("the wgan-gp penalty takes real inputs and fake=..., and scores the mixes itself")
+        shape = (len(inputs),) + (1,) * (inputs.ndim - 1)
+        mix = torch.rand(shape, device=inputs.device, generator=generator)
+        mixed = (mix * inputs.detach().float() + (1 - mix) * fake.detach().float()).requires_grad_(True)
+        grad = input_gradients(discriminator(mixed, *extra), mixed, scaler)
+        return (grad.flatten(1).square().sum(dim=1).sqrt() - target).square().mean()
+    if outputs is None:
+        inputs = inputs.detach().float().requires_grad_(True)
+        outputs = discriminator(inputs, *extra)
+    elif not inputs.requires_grad:
+        raise ValueError(f"{kind} with outputs=... needs the inputs made with requires_grad_(True) before D saw them")
+    grad = input_gradients(outputs, inputs, scaler)
     return grad.flatten(1).square().sum(dim=1).mean()

@@ -21,7 +21,7 @@ from ganzoo.config import config_to_dict, replace_config, validate_config
 from ganzoo.engine.checkpoint import find_checkpoint, load_weights, split_roles
 from ganzoo.errors import GanzooError, PluginError, UsageError
 from ganzoo.plugin import DataInfo, GANPlugin
-from ganzoo.registry import get_plugin
+from ganzoo.registry import get_plugin, list_models
 
 CONFIG_FILE = "config.json"
 EMA_SUFFIX = "_ema"
@@ -37,6 +37,19 @@ class GANModel:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     """What is known of the model's origin: `source`, `step`, `data` (spec); from a run `checkpoint` and `run_dir`;
     from the Hub `repo_id`, `revision` and the resolved `commit`; `record`, the config.json it was rebuilt from."""
+
+    @property
+    def conditional(self) -> bool:
+        """Whether this model samples by class (`GANPlugin.is_conditional` of its config)."""
+        return self.plugin.is_conditional(self.config)
+
+    @property
+    def num_classes(self) -> int:
+        """The classes a conditional model draws from (the data's, else its config's); 0 when unconditional."""
+        if not self.conditional:
+            return 0
+        field = self.plugin.num_classes_field
+        return self.data_info.num_classes or (getattr(self.config, field, None) if field else None) or 0
 
     @property
     def device(self) -> torch.device:
@@ -77,11 +90,11 @@ class GANModel:
     def sample_grid(
         self, n: int, seed: int | None = None, label: int | None = None, use_ema: bool = True
     ) -> tuple[torch.Tensor | list[str], int | None]:
-        """Samples for a grid and its images per row: for a conditional model, `label`'s class only, or (no
-        label) one row per class with n // classes images each; otherwise n samples in rows of the plugin's
+        """n samples for a grid and its images per row: for a conditional model, `label`'s class only, or (no
+        label) one column per class (the labels cycle 0, 1, ..., K-1); otherwise in rows of the plugin's
         `grid_columns` (None: a square grid)."""
-        classes = self.data_info.num_classes or 0
-        if not self.plugin.conditional:
+        classes = self.num_classes
+        if not self.conditional:
             if label is not None:
                 raise UsageError(f"{self.plugin.name} is not a conditional model; it takes no label")
             return self.sample(n, seed=seed, use_ema=use_ema), self.plugin.grid_columns
@@ -93,9 +106,8 @@ class GANModel:
                 raise UsageError(f"label {label} is not one of the model's classes 0-{classes - 1}{named}")
             labels = torch.full((n,), label, dtype=torch.long)
             return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema), None
-        per_class = max(1, n // classes)
-        labels = torch.arange(classes).repeat_interleave(per_class)
-        return self.sample(len(labels), seed=seed, condition=labels.to(self.device), use_ema=use_ema), per_class
+        labels = torch.arange(n) % classes
+        return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema), min(n, classes)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Every tensor of every network keyed `role.name`, EMA copies as `role_ema.name`."""
@@ -164,11 +176,25 @@ def build_model(plugin: GANPlugin, config: Any, data_info: DataInfo, with_ema: b
 
 
 def resolve_model_config(plugin: GANPlugin, overrides: Mapping[str, Any] | None, data_info: DataInfo) -> Any:
-    """Plugin defaults, then `overrides`, then values filled from the data; validated."""
+    """Plugin defaults, then `overrides`, then values filled from the data; validated.
+
+    The number of classes (`num_classes_field`) is filled from the data when it is left None; a conditional model
+    whose data has no labels (and whose config names no classes) is refused here, before anything trains.
+    """
     config = replace_config(plugin.default_config(), overrides or {}, what=f"{plugin.name} config")
+    field = plugin.num_classes_field
+    if field and hasattr(config, field) and getattr(config, field) is None and data_info.num_classes:
+        config = dataclasses.replace(config, **{field: data_info.num_classes})
     config = plugin.resolve_config(config, data_info)
     validate_config(config)
     plugin.validate(config)
+    if plugin.is_conditional(config):
+        classes = data_info.num_classes or (getattr(config, field, None) if field else None)
+        if not classes:
+            raise UsageError(
+                f"{plugin.name} is a class-conditional model and this data has no labels; use labelled data (the "
+                "embedded mnist-4k, or folder:PATH with one subfolder per class)"
+            )
     return config
 
 
@@ -202,6 +228,8 @@ def model_from_run_config(saved: Mapping[str, Any], origin: str) -> GANModel:
     try:
         plugin = get_plugin(name)
     except PluginError as exc:
+        if name in list_models():  # installed, but it does not load
+            raise GanzooError(f"{origin} needs the plugin {name!r}, which is installed but broken: {exc}") from None
         dist = saved.get("plugin_distribution")
         install = f" (pip install {dist})" if isinstance(dist, str) and dist else ""
         raise GanzooError(f"{origin} needs the plugin {name!r}{install}, which is not usable here: {exc}") from None

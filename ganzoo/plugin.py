@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADVERSARIAL_LOSSES",
+    "RELATIVISTIC_LOSSES",
     "DataInfo",
     "GANPlugin",
     "OptimizerSpec",
@@ -35,6 +36,8 @@ __all__ = [
 MODALITIES = ("image", "image-to-image", "text")
 ADVERSARIAL_LOSSES = ("non-saturating", "minimax", "hinge", "least-squares", "wasserstein")
 """Names of the adversarial losses in `ganzoo.losses`, for plugin configs (kept here: this module has no torch)."""
+RELATIVISTIC_LOSSES = ("relativistic", "relativistic-average")
+"""The losses that compare real and fake logits (their generator loss needs the real batch's logits too)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,15 @@ class UpdateStep:
     back-propagating the returned loss into the networks named in `networks` only, and stepping their
     optimizers. `loss` returns `(loss_tensor, logs)` where `logs` maps names to floats or 0-d tensors.
     A step with `needs_data=False` (a generator step) gets an empty batch and uses `ctx.batch_size`.
+
+    The batch (on the training device) by modality: `image`: `batch["image"]` float32 in [-1, 1], (N, C, H, W)
+    at the config's resolution and channels, and `batch["label"]` int64 in 0..num_classes-1 when the data is
+    labelled; `text`: `batch["tokens"]` int64 (N, T) token ids (padded) and `batch["length"]` int64 (N,), the
+    scored positions of each sample (its tokens and eos); `image-to-image` (unpaired): `batch["image_a"]` and
+    `batch["image_b"]`, images of the two domains as above (`label_a`/`label_b` where a domain is labelled).
+    Random numbers in a loss come from torch's global generator (`torch.randn(...)` with no `generator`): the
+    engine seeds it per rank and saves and restores it in every checkpoint, so resumed runs are bit-identical. A
+    private `torch.Generator`, numpy's or Python's own generators, or state kept outside the networks break that.
     `steps=(start, end)` makes it a phase: it runs only at iterations start <= step < end (0-based; end None:
     to the end of training), e.g. MLE pre-training of a text generator before the adversarial updates.
     `optimizer` names an extra optimizer of the plugin's `optimizers()` that this update steps instead of its
@@ -124,7 +136,7 @@ class StepContext:
     batch_size: int
     scaler: Any = None
     """The GradScaler of the update being computed (active under fp16 only): penalties that differentiate
-    through the discriminator's input (`ganzoo.losses.gradient_penalty`, `r1_penalty`) take it."""
+    through the discriminator's input (`ganzoo.losses.gradient_penalty`) take it."""
     total_steps: int | None = None
     """The iterations the run trains for (None outside the engine): for schedules that anneal over training."""
 
@@ -146,12 +158,14 @@ class GANPlugin:
     train_defaults: ClassVar[Mapping[str, Any]] = {}
     """Overrides of the engine's `TrainConfig` defaults that suit this architecture (steps, batch size, EMA)."""
     conditional: ClassVar[bool] = False
-    """True when `sample` takes class labels (a LongTensor of n labels in 0..num_classes-1) as `condition`."""
+    """True when the plugin is always class-conditional: `sample` takes class labels (a LongTensor of n labels in
+    0..num_classes-1) as `condition`. A plugin that is conditional only on labelled data leaves this False and
+    has a `num_classes_field` (see `is_conditional`)."""
     num_classes_field: ClassVar[str | None] = "num_classes"
-    """Conditional plugins: the config field that holds the number of classes and is filled from the data (None
-    when left unset). Fine-tuning on data with another number of classes sets it afresh and re-sizes every
-    tensor whose shape depends on it, copying the rows of the classes both have (class re-heading); None: no
-    such field, so no re-heading."""
+    """The config field that holds the number of classes, when the Config has it: the engine fills it from the
+    data's classes when it is None (before `resolve_config`, which may override it). Fine-tuning on data with
+    another number of classes sets it afresh and re-sizes every tensor whose shape depends on it, copying the rows
+    of the classes both have (class re-heading). None: no such field, so no re-heading."""
     default_data: ClassVar[str | None] = None
     """The data spec `ganzoo train` uses without --data (None: the embedded `mnist-4k` digits)."""
     grid_columns: ClassVar[int | None] = None
@@ -164,6 +178,15 @@ class GANPlugin:
     def resolve_config(self, config: Any, data_info: DataInfo) -> Any:
         """Fill config fields left as None from the data (e.g. channels, resolution); default: unchanged."""
         return config
+
+    def is_conditional(self, config: Any) -> bool:
+        """Whether the model of this (resolved) config samples by class: always when `conditional`, else when
+        its `num_classes_field` holds a positive number (filled from labelled data, or set; 0 turns it off). The
+        engine refuses a conditional model whose data has no labels before training starts."""
+        if self.conditional:
+            return True
+        classes = getattr(config, self.num_classes_field, None) if self.num_classes_field else None
+        return isinstance(classes, int) and classes > 0
 
     def validate(self, config: Any) -> None:
         """Raise `ganzoo.UsageError` for a config that cannot work (checked after `--set` and resolution)."""

@@ -1,11 +1,12 @@
 """Shared test settings and fixtures: reference statistics are cached in a per-session temporary folder, never in
-~/.cache; `hub` serves a Hub-compatible server on 127.0.0.1 (tests/hub_server.py) to huggingface_hub.
+~/.cache; `hub` serves a Hub-compatible server on 127.0.0.1 (ganzoo.testing.HubServer) to huggingface_hub.
 """
 
 from __future__ import annotations
 
 import pytest
-from hub_server import HubServer
+
+from ganzoo.testing import HubServer
 
 HUB_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 """The `hub` fixture's users by token; HF_TOKEN is alice's."""

@@ -18,7 +18,7 @@ import ganzoo
 from ganzoo import augment
 from ganzoo.cli import cli
 from ganzoo.errors import UsageError
-from ganzoo.losses import gradient_penalty, r1_penalty
+from ganzoo.losses import gradient_penalty
 
 POLICY = "color,translation,cutout"
 
@@ -55,10 +55,11 @@ def test_penalties_differentiate_through_the_augmentation():
     torch.manual_seed(0)
     d = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 8 * 8, 1))
     real, fake = _images(4, 1, 8), _images(4, 1, 8).flip(0)
-    plain_r1, plain_gp = r1_penalty(d, real), gradient_penalty(d, real, fake, generator=_seeded(1))
+    plain_r1 = gradient_penalty(d, real, "r1")
+    plain_gp = gradient_penalty(d, real, "wgan-gp", fake=fake, generator=_seeded(1))
     handles = augment.install([d], POLICY)
     torch.manual_seed(0)
-    r1, gp = r1_penalty(d, real), gradient_penalty(d, real, fake, generator=_seeded(1))
+    r1, gp = gradient_penalty(d, real, "r1"), gradient_penalty(d, real, "wgan-gp", fake=fake, generator=_seeded(1))
     for penalty, plain in ((r1, plain_r1), (gp, plain_gp)):
         assert torch.isfinite(penalty) and penalty != plain
         grads = torch.autograd.grad(penalty, list(d.parameters()), retain_graph=True, allow_unused=True)

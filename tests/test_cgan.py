@@ -62,10 +62,11 @@ def test_classes_come_from_the_data_and_are_saved(tmp_path):
     assert model.data_info.num_classes == 5 and model.plugin.conditional
 
 
-def test_unlabelled_data_is_a_clear_error(tmp_path):
+def test_unlabelled_data_is_a_clear_error_before_anything_is_written(tmp_path):
     Image.new("L", (28, 28), 7).save(tmp_path / "a.png")
-    with pytest.raises(UsageError, match=r"cgan needs labelled data.*labelled specs: mnist-4k"):
+    with pytest.raises(UsageError, match=r"cgan is a class-conditional model and this data has no labels; use"):
         Trainer("cgan", TINY, dcgan_train(steps=1), data=f"folder:{tmp_path}", out=tmp_path / "run").fit()
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +80,10 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ganzoo")
 
 
-def test_training_grid_has_one_row_per_class(cgan_run):
+def test_training_grid_has_one_column_per_class(cgan_run):
     with Image.open(cgan_run / "samples" / "step-000002.png") as grid:
-        # 20 samples for 10 classes: 2 per row, 10 rows of 28 px with 2 px padding
-        assert grid.size == (2 * 30 + 2, 10 * 30 + 2)
+        # 20 samples for 10 classes: 10 per row (one column per class), 2 rows of 28 px with 2 px padding
+        assert grid.size == (10 * 30 + 2, 2 * 30 + 2)
 
 
 def test_sample_with_a_label_and_without(cgan_run, tmp_path):
@@ -97,7 +98,16 @@ def test_sample_with_a_label_and_without(cgan_run, tmp_path):
     result = invoke("sample", cgan_run, "--n", 30, "--out", tmp_path / "rows.png")
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "rows.png") as grid:
-        assert grid.size == (3 * 30 + 2, 10 * 30 + 2)
+        assert grid.size == (10 * 30 + 2, 3 * 30 + 2)
+
+
+def test_a_grid_of_n_holds_n_samples_whatever_the_classes(cgan_run):
+    """`ganzoo sample --n 16` of a 10-class model: 16 images, classes 0-9 then 0-5 (it once gave 10)."""
+    model = ganzoo.load_pretrained(cgan_run)
+    samples, per_row = model.sample_grid(16, seed=0)
+    assert len(samples) == 16 and per_row == 10
+    labels = torch.arange(16) % 10
+    assert torch.equal(samples, model.sample(16, seed=0, condition=labels))
 
 
 @pytest.mark.parametrize("label", [-1, 10])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 
@@ -200,6 +201,22 @@ def test_failed_checkpoint_write_leaves_previous_checkpoint_intact(tmp_path, mon
     model = ganzoo.load_pretrained(run_dir)
     assert model.info["step"] == 2
     assert model.info["checkpoint"] == str(checkpoints / "step-000002")
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_weight_files_follow_the_umask(tmp_path, registered_toy, umask, mode):
+    """safetensors writes a private temporary file and renames it (mode 0600); ours follow the umask like
+    config.json: checkpoints, checkpoints/best and save_pretrained directories."""
+    previous = os.umask(umask)
+    try:
+        result = Trainer(registered_toy, train=toy_train(steps=1), data=toy_data(), out=tmp_path / "run").fit()
+        best = ckpt.save_weights_dir(tmp_path / "best", result.model.weights(), {"step": 1}, {"plugin": "toy"})
+        saved = ganzoo.save_pretrained(result.model, tmp_path / "saved")
+    finally:
+        os.umask(previous)
+    files = [*result.checkpoint.iterdir(), *best.iterdir(), *saved.iterdir(), result.run_dir / "config.json"]
+    assert {"model.safetensors", "state.safetensors", "trainer.json", "README.md"} <= {p.name for p in files}
+    assert {str(p): os.stat(p).st_mode & 0o777 for p in files} == {str(p): mode for p in files}
 
 
 def test_keep_checkpoints_keeps_the_newest(tmp_path):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner, Result
 from helpers_cli_dists import clean_registry, fake_dists_fixture, unique_module
 from PIL import Image
@@ -14,6 +18,7 @@ import ganzoo
 from ganzoo.cli import cli
 
 FAST = ["--set", "progress=false", "--set", "tensorboard=false"]
+TINY = ["--set", "g_width=4", "--set", "d_width=4", "--set", "latent_dim=8", "--data", "mnist-4k?n=16"]
 
 
 def invoke(*args: str) -> Result:
@@ -133,6 +138,17 @@ def test_info_dcgan_shows_model_and_training_fields():
     assert "2000" in fields["steps"] and "64" in fields["batch_size"]
 
 
+def test_info_shows_each_fields_choices_and_bounds():
+    result = invoke("info", "dcgan")
+    assert_ok(result)
+    fields = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert fields["d_norm"].endswith("normalisation in D after the first layer [choices: batch, spectral, none]")
+    assert fields["latent_dim"].endswith("size of the noise vector z [min 1]")
+    assert fields["precision"].endswith("[choices: auto, fp32, bf16, fp16]")
+    assert fields["lr_decay_start"].endswith("[min 0, max 1]") and fields["ema_decay"].endswith("[min 0, max 1]")
+    assert fields["betas"].endswith("Adam betas of both networks")  # nothing declared, nothing shown
+
+
 def test_info_unknown_plugin():
     assert_one_line_error(invoke("info", "dcgen"), 2, "unknown plugin 'dcgen'", "dcgan")
 
@@ -159,6 +175,58 @@ def test_train_writes_run_checkpoint_and_samples(trained_run):
     assert config["plugin"] == "dcgan"
     assert config["train"]["steps"] == 3 and config["train"]["batch_size"] == 16
     assert config["data"] == "mnist-4k"
+
+
+def test_progress_without_a_terminal_is_one_plain_line_per_logged_step(tmp_path):
+    """CliRunner's stderr is not a terminal, like a CI log or a nohup file: no bar, one line per log interval."""
+    args = ["train", "dcgan", *TINY, "--steps", "4", "--batch-size", "8", "--set", "log_every=2"]
+    result = invoke(*args, "--set", "tensorboard=false", "--out", tmp_path / "shown")
+    assert_ok(result)
+    assert "\r" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert [line.split("  ")[0] for line in lines] == ["step 2/4", "step 4/4"], result.stderr
+    for line in lines:
+        assert "loss/discriminator " in line and "loss/generator " in line and "images_per_s " in line
+    quiet = invoke(*args, *FAST, "--out", tmp_path / "quiet")  # progress=false: neither bar nor lines
+    assert_ok(quiet)
+    assert quiet.stderr == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_the_bar(tmp_path, monkeypatch):
+    from ganzoo.engine.logging import RunLogger
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    logger = RunLogger(tmp_path, total_steps=2, start_step=0, progress=True, tensorboard=False)
+    for step in (1, 2):
+        logger.log(step, {"loss/generator": 0.5})
+        logger.show({"loss/generator": 0.5})
+        logger.advance()
+    logger.close()
+    assert "\r" in terminal.getvalue() and "2/2" in terminal.getvalue()
+    assert "step 1/2" not in terminal.getvalue()
+
+
+def test_fp16_on_the_cpu_warns_once_per_process(tmp_path):
+    from ganzoo.engine import precision
+
+    precision._warn_fp16_on_cpu.cache_clear()  # an earlier test of this process may have had the warning
+    args = ["train", "dcgan", *TINY, "--steps", "1", "--batch-size", "8", "--precision", "fp16", "--device", "cpu"]
+    result = invoke(*args, *FAST, "--out", tmp_path / "fp16")
+    assert_ok(result)
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("Warning: fp16 is slow on the CPU; bf16 is the CPU's fast path ("), line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("fp16", "bf16", "fp32", "auto"):
+            precision.resolve_precision(name, torch.device("cpu"))
+        assert precision.resolve_precision("fp16", torch.device("cuda", 0)) == "fp16"
+    assert caught == []  # given once per process, and only for fp16 on the CPU
 
 
 def test_train_into_a_run_with_checkpoints_needs_resume(trained_run):

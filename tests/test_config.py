@@ -226,6 +226,16 @@ def test_describe_lists_fields_with_types_defaults_and_help():
     assert docs["norm"].help == "a choice"
 
 
+def test_describe_gives_choices_and_bounds():
+    docs = {d.name: d for d in describe(Sample)}
+    assert docs["norm"].choices == ("batch", "spectral", "none")
+    assert docs["norm"].constraints() == "choices: batch, spectral, none"
+    assert (docs["steps"].min, docs["steps"].max, docs["steps"].choices) == (1, 1000, None)
+    assert docs["steps"].constraints() == "min 1, max 1000"
+    assert docs["lr"].constraints() == "min 0" and docs["ratio"].constraints() == "min 0, max 1"
+    assert docs["flag"].constraints() == "" and (docs["flag"].min, docs["flag"].max) == (None, None)
+
+
 def test_describe_the_engine_config():
     from ganzoo.engine.config import TrainConfig
 

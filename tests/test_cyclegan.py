@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers_engine import StopAfter, ToyGAN, toy_data, toy_train
+from helpers_engine import ToyGAN, toy_data, toy_train
 from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
@@ -328,20 +328,6 @@ def test_short_training_lowers_the_cycle_loss(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     cycle = [line["cycle_a"] + line["cycle_b"] for line in lines]
     assert cycle[-1] < 0.6 * cycle[0], cycle
-
-
-def test_resume_restores_the_pools_bit_identically(tmp_path):
-    train = quiet(steps=4, checkpoint_every=2)
-    config = {**TINY, "pool_size": 20}  # not yet full at step 2: resume must go on filling it
-    straight = Trainer("cyclegan", config, train, out=tmp_path / "a").fit()
-    with pytest.raises(KeyboardInterrupt):
-        Trainer("cyclegan", config, train, out=tmp_path / "b", callbacks=[StopAfter(3)]).fit()
-    resumed = Trainer("cyclegan", config, train, out=tmp_path / "b", resume=True).fit()
-    a, b = (load_file(r.checkpoint / "model.safetensors") for r in (straight, resumed))
-    assert a.keys() == b.keys()
-    assert int(a["memory.pool_a.count"]) == 16
-    differing = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not differing, differing[:5]
 
 
 def test_fp16_keeps_one_grad_scaler_per_update(tmp_path):

@@ -1,9 +1,9 @@
 """Fine-tuning (ganzoo/transfer.py, `ganzoo finetune`): end to end through a local Hub server (train -> push ->
 finetune --from user/repo in an empty cache -> sample -> push with base_model in the card); the run starts from
 the source's weights (EMA included); architecture overrides are refused; FreezeD keeps the frozen blocks
-bit-identical (also across a resume) and every built-in plugin declares its blocks in order; a cGAN is re-headed
-to another number of classes with the overlapping rows copied; data at another resolution is resized, and it is
-said.
+bit-identical (also across a resume), the command says what it froze, and every built-in plugin declares its
+blocks in order; a cGAN is re-headed to another number of classes with its rows mapped by class name (by index
+when no name matches), and the note says which; data at another resolution is resized, and it is said.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ganzoo.cli import cli
 from ganzoo.data.sources import TensorImageSource
 from ganzoo.errors import GanzooError, UsageError
 from ganzoo.model import load_run
-from ganzoo.transfer import prepare_finetune, transfer_weights
+from ganzoo.transfer import class_rows, prepare_finetune, transfer_weights
 
 TINY = {"g_width": 4, "d_width": 4, "latent_dim": 8}
 QUIET = {"batch_size": 8, "progress": False, "tensorboard": False, "device": "cpu", "sample_grid": 4}
@@ -183,9 +183,9 @@ def test_training_settings_may_change_and_the_architecture_may_not(dcgan_run, cg
     assert config["d_width"] == 4 and config["resolution"] == 28 and plan.trainer.train_config.steps == 5
 
 
-def test_freeze_d_keeps_the_frozen_blocks_and_resume_keeps_freezing(dcgan_run, tmp_path):
+def test_freeze_d_keeps_the_frozen_blocks_says_so_and_resume_keeps_freezing(dcgan_run, tmp_path):
     out = tmp_path / "frozen"
-    succeeded(
+    said = succeeded(
         ganzoo_cli(
             "finetune",
             "--from",
@@ -207,6 +207,8 @@ def test_freeze_d_keeps_the_frozen_blocks_and_resume_keeps_freezing(dcgan_run, t
         )
     )
     source, tuned = load_run(dcgan_run), load_run(out)
+    frozen = sum(p.numel() for block in source.nets["discriminator"].blocks[:2] for p in block.parameters())
+    assert f"freeze-d: froze the first 2 of 3 discriminator blocks ({frozen:,} parameters)\n" in said
     blocks = {"blocks.0.", "blocks.1."}
     before, after = parameters(source.nets["discriminator"]), parameters(tuned.nets["discriminator"])
     for key in before:
@@ -278,9 +280,11 @@ def test_cgan_is_reheaded_to_the_new_classes(cgan_run, tmp_path):
             tmp_path / "five",
         )
     )
-    assert "re-heading cgan from 10 to 5 classes" in out and "rows 0-4 copied" in out
+    assert "re-heading cgan from 10 to 5 classes by class name" in out
+    assert "the source's rows 5-9 copied to rows 0-4" in out
     assert "generator.embed.weight" in out and "discriminator.embed.parametrizations.weight.original" in out
     source, tuned = load_run(cgan_run), load_run(tmp_path / "five")
+    assert "class_names" not in source.data_info.extras  # the digits' classes are named by their numbers
     assert tuned.config.num_classes == 5 and tuned.data_info.num_classes == 5
     assert tuned.data_info.extras["class_names"] == ["5", "6", "7", "8", "9"]
     for role in ("generator", "discriminator"):
@@ -290,9 +294,43 @@ def test_cgan_is_reheaded_to_the_new_classes(cgan_run, tmp_path):
                 assert torch.equal(tensor, old[key]), key  # shared weights kept
             else:
                 assert tensor.shape[0] == 5 and old[key].shape[0] == 10, key
-                assert torch.equal(tensor, old[key][:5]), key  # the overlapping rows copied
+                assert torch.equal(tensor, old[key][5:]), key  # new class i is the source's digit 5 + i
     assert "generator_ema.embed.weight" in out and tuned.ema["generator"].embed.weight.shape[0] == 5
     succeeded(ganzoo_cli("sample", tmp_path / "five", "--label", 4, "--n", 2, "--out", tmp_path / "four.png"))
+
+
+def test_cgan_is_reheaded_by_index_when_no_class_name_matches(cgan_run, tmp_path):
+    def read():
+        return torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8), torch.arange(12) % 3
+
+    names = {"class_names": ["x", "y", "z"]}
+    info = ganzoo.DataInfo(channels=1, resolution=28, num_classes=3, num_samples=12, extras=names)
+    overrides = {**QUIET, "steps": 1, "lr_g": 0, "lr_d": 0}
+    plan = prepare_finetune(cgan_run, TensorImageSource("xyz", read, info), overrides, out=tmp_path / "xyz")
+    (note,) = plan.notes
+    assert "re-heading cgan from 10 to 3 classes by index" in note and "with rows 0-2 copied from the source" in note
+    source, tuned = load_run(cgan_run), plan.trainer.fit().model
+    assert torch.equal(tuned.nets["generator"].embed.weight, source.nets["generator"].embed.weight[:3])
+
+
+def test_class_rows_by_name_and_by_index():
+    assert class_rows([str(i) for i in range(10)], ["5", "6", "7", "8", "9"]) == ([5, 6, 7, 8, 9], True)
+    assert class_rows(["cat", "dog"], ["dog", "bird", "cat"]) == ([1, None, 0], True)  # a new class starts fresh
+    assert class_rows(["cat", "dog"], ["x", "y", "z"]) == ([0, 1, None], False)
+    assert class_rows(["0", "1", "2"], ["a"]) == ([0], False)
+
+
+def test_transfer_weights_maps_class_rows_after_other_entries():
+    """Rows by class name in embeddings and heads, and in label input channels after the image channels."""
+    embed = torch.arange(6.0).view(3, 2)  # 3 classes
+    conv = torch.arange(2 * 4.0).view(2, 4, 1, 1)  # 1 image channel, then 3 label channels
+    target = {"d.embed": torch.zeros(2, 2), "d.conv": torch.zeros(2, 3, 1, 1)}  # 2 classes
+    weights, resized = transfer_weights({"d.embed": embed, "d.conv": conv}, target, class_change=-1, rows=[2, 0])
+    assert sorted(resized) == ["d.conv", "d.embed"]
+    assert torch.equal(weights["d.embed"], embed[[2, 0]])
+    assert torch.equal(weights["d.conv"], conv[:, [0, 3, 1]])  # the image channel kept, then classes 2 and 0
+    grown, _ = transfer_weights({"d.embed": embed}, {"d.embed": torch.full((4, 2), -1.0)}, 1, rows=[None, 1, 2, 0])
+    assert torch.equal(grown["d.embed"], torch.stack([torch.full((2,), -1.0), embed[1], embed[2], embed[0]]))
 
 
 def test_re_heading_follows_the_plugins_class_field(cgan_run, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""Hub publishing and loading end to end, offline: a Hub-compatible server on 127.0.0.1 (tests/hub_server.py) and
-the real huggingface_hub client. Push with `ganzoo push`, load `user/repo[@rev]` into an empty cache, sample;
+"""Hub publishing and loading end to end, offline: a Hub-compatible server on 127.0.0.1 (ganzoo.testing.HubServer)
+and the real huggingface_hub client. Push with `ganzoo push`, load `user/repo[@rev]` into an empty cache, sample;
 commits with history, branches, offline loading from the cache, every error case, both upload paths, the card.
 """
 
@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner, Result
 from helpers_engine import DCGAN_TINY, dcgan_train
-from hub_server import HubServer
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -26,6 +30,7 @@ from ganzoo.errors import HubError, UsageError
 from ganzoo.hub import FORMAT_VERSION, model_card, parse_hub_source
 from ganzoo.metrics.evaluation import record_evaluation
 from ganzoo.model import load_run
+from ganzoo.testing import HubServer
 
 
 def invoke(*args: object) -> Result:
@@ -378,3 +383,102 @@ def test_unreachable_hub(hub, run_dir, tmp_path, monkeypatch):
 def test_an_unwritable_save_target_is_one_line(run_dir, tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
     one_line_error(invoke("save", run_dir, tmp_path / "a-file" / "model"), 1, "cannot read or write a file")
+
+
+# ------------------------------------------------------------------------------- ganzoo.testing.hub on its own
+
+
+def test_a_new_server_never_repeats_an_earlier_servers_commit_shas():
+    """Same repo, same upload, same message on two successive servers: every sha differs (a per-server salt)."""
+    from huggingface_hub import HfApi
+
+    shas = []
+    for _ in range(2):
+        with HubServer({"tok-carol": "carol"}) as server:
+            api = HfApi(endpoint=server.url, token="tok-carol")
+            api.create_repo("carol/same")
+            info = api.upload_file(
+                path_or_fileobj=b"same bytes", path_in_repo="a.txt", repo_id="carol/same", commit_message="same"
+            )
+            assert api.model_info("carol/same").sha == info.oid
+            repo = server.state.repos[("model", "carol/same")]
+            assert repo.resolve(info.oid).files["a.txt"] == b"same bytes"
+            shas.append(list(repo.commits))  # the repo's first commit, then the upload
+    first, second = shas
+    assert len(first) == len(second) == 2 and len(set(first)) == 2
+    assert all(re.fullmatch(r"[0-9a-f]{40}", sha) for sha in first + second)
+    assert not set(first) & set(second)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _hub_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ganzoo.testing.hub", *args]
+
+
+def _first_line(proc: subprocess.Popen, timeout: float = 60.0) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"the server printed nothing in {timeout} s")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is TerminateProcess on Windows")
+def test_the_server_runs_from_a_shell_and_stops_cleanly_on_sigterm(tmp_path):
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        _hub_command("--port", str(port)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = _first_line(proc)
+        url = f"http://127.0.0.1:{port}"
+        assert line == f"Hub server at {url} (users: user); export HF_ENDPOINT={url} HF_TOKEN=hf_test\n"
+
+        api = HfApi(endpoint=url, token="hf_test")  # the default token, as printed
+        assert api.whoami()["name"] == "user"
+        api.create_repo("user/shell")
+        info = api.upload_file(path_or_fileobj=b"from a shell", path_in_repo="dir/a.txt", repo_id="user/shell")
+        path = hf_hub_download("user/shell", "dir/a.txt", endpoint=url, token="hf_test", cache_dir=tmp_path / "cache")
+        assert Path(path).read_bytes() == b"from a shell" and info.oid in path
+        with pytest.raises(HfHubHTTPError, match="401"):
+            HfApi(endpoint=url, token="hf_other").create_repo("user/other")
+
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert out == "" and "Traceback" not in err  # nothing after the one line
+
+
+def _run_hub(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_hub_command(*args), capture_output=True, text=True, timeout=60)
+
+
+def test_a_token_without_user_is_a_one_line_usage_error():
+    done = _run_hub("--token", "bad")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "--token" in lines[0] and "expected TOKEN=USER, got 'bad'" in lines[0]
+
+
+def test_a_port_in_use_is_a_one_line_error():
+    with HubServer({}) as busy:
+        port = busy.server_address[1]
+        done = _run_hub("--port", str(port), "--token", "t=u")
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"python -m ganzoo.testing.hub: error: cannot listen on 127.0.0.1:{port}: ")

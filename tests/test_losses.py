@@ -10,11 +10,13 @@ Logits used throughout: real = [2, -1], fake = [-2, 0.5]. softplus(x) = log(1 + 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from ganzoo import losses
-from ganzoo.plugin import ADVERSARIAL_LOSSES
+from ganzoo.plugin import ADVERSARIAL_LOSSES, RELATIVISTIC_LOSSES
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([-2.0, 0.5])
@@ -122,3 +124,35 @@ def test_unknown_loss_name_lists_the_accepted_names():
             call()
         for name in ADVERSARIAL_LOSSES:
             assert name in str(caught.value)
+
+
+def _sp(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+# Relativistic losses on the same logits; mean real = 0.5, mean fake = -0.75.
+EXPECTED_RELATIVISTIC = {
+    # D: mean softplus(fake_i - real_i) over the pairs (2, -2) and (-1, 0.5); G: mean softplus(real_i - fake_i)
+    "relativistic": ((_sp(-4) + _sp(1.5)) / 2, (_sp(4) + _sp(-1.5)) / 2),
+    # D: mean softplus(mean fake - real) + mean softplus(fake - mean real); G: the same with real and fake exchanged
+    "relativistic-average": (
+        (_sp(-2.75) + _sp(0.25)) / 2 + (_sp(-2.5) + _sp(0.0)) / 2,
+        (_sp(2.5) + _sp(0.0)) / 2 + (_sp(2.75) + _sp(-0.25)) / 2,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", RELATIVISTIC_LOSSES)
+def test_relativistic_losses_by_hand(name):
+    d_expected, g_expected = EXPECTED_RELATIVISTIC[name]
+    assert losses.needs_real_logits(name) and not losses.needs_real_logits("hinge")
+    assert losses.discriminator_loss(name, REAL, FAKE).item() == pytest.approx(d_expected)
+    assert losses.generator_loss(name, FAKE, REAL).item() == pytest.approx(g_expected)
+    with pytest.raises(ValueError, match=f"the {name} generator loss compares with the real logits"):
+        losses.generator_loss(name, FAKE)
+
+
+def test_relativistic_generator_loss_does_not_train_d_through_the_real_logits():
+    real, fake = REAL.clone().requires_grad_(True), FAKE.clone().requires_grad_(True)
+    losses.generator_loss("relativistic", fake, real).backward()
+    assert real.grad is None and fake.grad.abs().sum() > 0

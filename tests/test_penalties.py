@@ -1,4 +1,4 @@
-"""Gradient penalties (WGAN-GP, R1): hand-computed values, and agreement with fp32 under bf16 autocast and under
+"""Gradient penalties (WGAN-GP, R1, R2): hand-computed values, and agreement with fp32 under bf16 autocast and under
 fp16 autocast with a GradScaler (PyTorch's AMP recipe: inner gradient of the scaled output, unscaled before the
 norm). torch.amp runs both on the CPU; on a CUDA machine the same checks run there too."""
 
@@ -29,15 +29,17 @@ class Linear(nn.Module):
 def test_gradient_penalty_of_a_linear_critic_by_hand():
     weight = torch.tensor([[[[3.0, 4.0]]]])  # ||w|| = 5 for every interpolate: (5 - 1)^2 = 16
     real, fake = torch.randn(6, 1, 1, 2), torch.randn(6, 1, 1, 2)
-    penalty = losses.gradient_penalty(Linear(weight), real, fake)
+    penalty = losses.gradient_penalty(Linear(weight), real, "wgan-gp", fake=fake)
     assert penalty.dtype == torch.float32
     assert penalty.item() == pytest.approx(16.0)
-    assert losses.gradient_penalty(Linear(weight / 5), real, fake).item() == pytest.approx(0.0, abs=1e-12)
+    assert losses.gradient_penalty(Linear(weight / 5), real, "wgan-gp", fake=fake).item() == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_gradient_penalty_gradient_by_hand():
     critic = Linear(torch.tensor([[[[3.0, 4.0]]]]))
-    losses.gradient_penalty(critic, torch.randn(4, 1, 1, 2), torch.randn(4, 1, 1, 2)).backward()
+    losses.gradient_penalty(critic, torch.randn(4, 1, 1, 2), "wgan-gp", fake=torch.randn(4, 1, 1, 2)).backward()
     # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w|| = 2 * 4 * (3, 4) / 5
     assert critic.weight.grad.flatten().tolist() == pytest.approx([4.8, 6.4])
 
@@ -50,7 +52,7 @@ def test_penalty_interpolates_between_real_and_fake():
         return x.flatten(1).sum(1)
 
     real, fake = torch.zeros(500, 1, 1, 1), torch.ones(500, 1, 1, 1)
-    losses.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(0))
+    losses.gradient_penalty(critic, real, "wgan-gp", fake=fake, generator=torch.Generator().manual_seed(0))
     mixed = seen[0].flatten()
     assert mixed.min() >= 0 and mixed.max() <= 1 and abs(mixed.mean() - 0.5) < 0.05  # e ~ U[0, 1] per sample
     assert len(mixed.unique()) == 500
@@ -59,9 +61,9 @@ def test_penalty_interpolates_between_real_and_fake():
 def test_r1_penalty_by_hand():
     real = torch.tensor([[1.0, 2.0], [0.0, 3.0]])
     # D(x) = 0.5 ||x||^2 has gradient x: E ||x||^2 = (5 + 9) / 2 = 7
-    assert losses.r1_penalty(lambda x: 0.5 * x.square().sum(1), real).item() == pytest.approx(7.0)
+    assert losses.gradient_penalty(lambda x: 0.5 * x.square().sum(1), real, "r1").item() == pytest.approx(7.0)
     weight = torch.tensor([[3.0, 4.0]])
-    assert losses.r1_penalty(Linear(weight), real).item() == pytest.approx(25.0)
+    assert losses.gradient_penalty(Linear(weight), real, "r1").item() == pytest.approx(25.0)
 
 
 def small_critic(scale: float = 1.0) -> nn.Module:
@@ -97,9 +99,11 @@ def penalty_and_grads(kind: str, precision: str, device: str, scale: float = 1.0
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
         if kind == "gp":
-            penalty = losses.gradient_penalty(critic, real, fake, scaler, generator=mix_generator)
+            penalty = losses.gradient_penalty(
+                critic, real, "wgan-gp", fake=fake, scaler=scaler, generator=mix_generator
+            )
         else:
-            penalty = losses.r1_penalty(critic, real, scaler)
+            penalty = losses.gradient_penalty(critic, real, "r1", scaler=scaler)
     scaler.scale(penalty).backward()
     # (parameters the input gradient does not depend on, like the last bias, get no gradient: count them as 0)
     grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in critic.parameters()])
@@ -131,5 +135,39 @@ def test_fp16_scaling_keeps_tiny_input_gradients(device):
     critic = small_critic(1e-6).to(device)
     real = torch.rand(16, 1, 16, 16, device=device)
     with torch.autocast(device, dtype=torch.float16):
-        naive = losses.r1_penalty(critic, real)  # no scaler: the fp16 backward underflows
+        naive = losses.gradient_penalty(critic, real, "r1")  # no scaler: the fp16 backward underflows
     assert naive.item() < 0.5 * reference
+
+
+def test_r2_is_r1_on_generated_inputs_and_takes_extra_d_inputs():
+    """R2 is the same squared input-gradient norm on fakes; `extra` reaches a conditional D without a closure."""
+
+    def conditional(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) * (labels.float() + 1).unsqueeze(1)).sum(1)  # gradient (label + 1) everywhere
+
+    fake, labels = torch.randn(3, 1, 1, 2), torch.tensor([0, 1, 2])
+    r2 = losses.gradient_penalty(conditional, fake, "r2", extra=(labels,))
+    assert r2.item() == pytest.approx((2 * 1 + 2 * 4 + 2 * 9) / 3)  # E ||(l + 1, l + 1)||^2
+
+
+def test_the_penalty_reuses_the_callers_forward_pass():
+    calls = []
+
+    def d(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return 0.5 * x.flatten(1).square().sum(1)
+
+    real = torch.tensor([[1.0, 2.0], [0.0, 3.0]]).requires_grad_(True)
+    logits = d(real)  # the caller's own forward pass, e.g. for the adversarial loss
+    penalty = losses.gradient_penalty(d, real, "r1", outputs=logits)
+    assert len(calls) == 1 and penalty.item() == pytest.approx(7.0)
+    (penalty + logits.mean()).backward()  # one graph serves the loss and the penalty
+    with pytest.raises(ValueError, match="needs the inputs made with requires_grad_"):
+        losses.gradient_penalty(d, real.detach(), "r1", outputs=d(real.detach()))
+
+
+def test_unknown_penalties_and_a_wgan_gp_without_fakes_are_refused():
+    with pytest.raises(ValueError, match=r"unknown gradient penalty 'r3'; accepted: r1, r2, wgan-gp"):
+        losses.gradient_penalty(lambda x: x.sum(1), torch.randn(2, 2), "r3")
+    with pytest.raises(ValueError, match="takes real inputs and fake="):
+        losses.gradient_penalty(lambda x: x.sum(1), torch.randn(2, 2), "wgan-gp")

@@ -4,7 +4,8 @@ A checkpoint is a directory `checkpoints/step-NNNNNN/` holding `model.safetensor
 included), `state.safetensors` (optimizer, GradScaler and RNG state: tensors as safetensors tensors, the rest
 as a JSON skeleton in the file's metadata) and `trainer.json` (position in training). It is written under a
 temporary name and renamed into place, and `checkpoints/latest` names the newest complete one, so a crash
-mid-write never leaves a half checkpoint behind.
+mid-write never leaves a half checkpoint behind. Every file's mode follows the process umask, the safetensors
+files' too (`save_safetensors`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,27 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _umask() -> int:
+    """The process umask, read from /proc where it can be (setting it to read it races with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:  # not Linux
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str]) -> None:
+    """`safetensors.torch.save_file`, with the file's mode following the umask like any other file's (0644 under
+    umask 022): save_file writes a private temporary file and renames it, which would leave it 0600."""
+    save_file(dict(tensors), path, dict(metadata))
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -122,9 +144,9 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, dict(metadata))
+        save_safetensors({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, metadata)
         tensors, skeleton = flatten_state(state)
-        save_file(tensors, tmp / STATE_FILE, {"skeleton": json.dumps(skeleton)})
+        save_safetensors(tensors, tmp / STATE_FILE, {"skeleton": json.dumps(skeleton)})
         (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info), indent=2), encoding="utf-8")
         for name, text in (extra_files or {}).items():  # e.g. a text model's vocab.json
             (tmp / name).write_text(text, encoding="utf-8")
@@ -157,7 +179,7 @@ def save_weights_dir(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, dict(metadata))
+        save_safetensors({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / MODEL_FILE, metadata)
         (tmp / TRAINER_FILE).write_text(json.dumps(dict(info), indent=2), encoding="utf-8")
         for name in (MODEL_FILE, TRAINER_FILE):
             _fsync_file(tmp / name)

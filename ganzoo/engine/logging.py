@@ -1,9 +1,14 @@
-"""What a run leaves for people to read: metrics.jsonl, TensorBoard events, a progress bar, sample grids."""
+"""What a run leaves for people to read: metrics.jsonl, TensorBoard events, progress, sample grids.
+
+Progress is a tqdm bar on a terminal (or in a notebook); when stderr is not a terminal (CI logs, `nohup`, a file)
+it is one plain line per logged step on stderr instead, since a bar's carriage returns make such logs unreadable.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,10 +16,22 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from tqdm.autonotebook import tqdm as auto_tqdm
+from tqdm.std import tqdm as terminal_tqdm
+
+
+def _bar_is_readable() -> bool:
+    """True on a terminal or in a notebook (tqdm's widget), where a progress bar redraws in place."""
+    return sys.stderr.isatty() or auto_tqdm is not terminal_tqdm
+
+
+def _format_value(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 class RunLogger:
-    """Writes one JSON line per logged step, mirrors scalars to TensorBoard when available, drives the bar."""
+    """Writes one JSON line per logged step, mirrors scalars to TensorBoard when available, shows progress: a bar,
+    or (stderr not a terminal) one line per logged step; `progress=False` shows neither."""
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool) -> None:
         self.path = run_dir / "metrics.jsonl"
@@ -22,7 +39,11 @@ class RunLogger:
             lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
             self.path.write_text("".join(x for x in lines if json.loads(x)["step"] <= start_step), encoding="utf-8")
         self._file = self.path.open("a", encoding="utf-8")
-        self._bar = tqdm(total=total_steps, initial=start_step, disable=not progress, unit="it", dynamic_ncols=True)
+        bar = progress and _bar_is_readable()
+        self._lines = progress and not bar
+        self._total = total_steps
+        self._step = start_step  # the step of the latest `log`, which the values given to `show` belong to
+        self._bar = tqdm(total=total_steps, initial=start_step, disable=not bar, unit="it", dynamic_ncols=True)
         self._writer = None
         if tensorboard:
             try:
@@ -45,10 +66,15 @@ class RunLogger:
         self._bar.update(1)
 
     def show(self, values: Mapping[str, float]) -> None:
-        """Show the latest logged values next to the bar."""
-        self._bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+        """Show the latest logged values next to the bar, or print them on one line when there is no bar."""
+        if self._lines:
+            shown = "  ".join(f"{k} {_format_value(v)}" for k, v in values.items())
+            print(f"step {self._step}/{self._total}  {shown}", file=sys.stderr, flush=True)
+        else:
+            self._bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
 
     def log(self, step: int, values: Mapping[str, Any]) -> None:
+        self._step = step
         record = {"step": step, **values}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()

@@ -1,8 +1,13 @@
-"""Device and precision choices: `auto` resolution, autocast contexts and GradScalers (fp16 only)."""
+"""Device and precision choices: `auto` resolution, autocast contexts and GradScalers (fp16 only).
+
+fp16 asked for on the CPU works but is slow (the CPU has no fast fp16 arithmetic), so it warns, once per process.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 
 import torch
 
@@ -37,9 +42,21 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+@functools.cache
+def _warn_fp16_on_cpu() -> None:
+    """The fp16-on-the-CPU warning; cached, so it is given once per process."""
+    if cpu_supports_bf16():
+        advice = "--precision bf16: this CPU runs it natively"
+    else:
+        advice = "on CPUs with native bf16; this one has none, so use --precision fp32"
+    warnings.warn(f"fp16 is slow on the CPU; bf16 is the CPU's fast path ({advice})", UserWarning, stacklevel=3)
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """`auto`: bf16 where the hardware runs it natively (recent GPUs, AVX-512 BF16 CPUs), else fp16 on CUDA
-    and fp32 on the CPU."""
+    and fp32 on the CPU. fp16 on the CPU warns (once per process) that it is slow."""
+    if name == "fp16" and device.type == "cpu":
+        _warn_fp16_on_cpu()
     if name != "auto":
         return name
     if device.type == "cuda":

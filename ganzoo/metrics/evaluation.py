@@ -70,8 +70,7 @@ def generate(
     """n images in batches (labels cycling over the classes for conditional models), each batch seeded."""
     from tqdm.auto import tqdm
 
-    conditional = model.plugin.conditional
-    num_classes = model.data_info.num_classes or 0
+    conditional, num_classes = model.conditional, model.num_classes
     if conditional and not num_classes:
         raise UsageError(f"{model.plugin.name} is conditional but its data info records no classes")
     labels = torch.arange(n) % num_classes if conditional else None
@@ -128,7 +127,7 @@ def evaluate(
     if "is" in names and extractor.num_classes is None:
         raise UsageError(f"the Inception Score needs a classifier extractor; {extractor.name} gives no logits")
     targets = class_targets(model, extractor) if "accuracy" in names else None
-    if "accuracy" in names and not model.plugin.conditional:
+    if "accuracy" in names and not model.conditional:
         raise UsageError(f"the accuracy metric is for conditional models; {model.plugin.name} is unconditional")
     options = model.plugin.data_options(model.config)
     real = reference_features(

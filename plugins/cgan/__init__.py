@@ -7,19 +7,20 @@ benchmarks/RESULTS.md, "cgan defaults". The number of classes comes from the dat
 (`mnist-4k`, class subfolders of `folder:`, `?classes=` selections) and is saved with the model.
 
 `sample(..., condition=labels)` draws the given classes; without labels the classes cycle 0, 1, ..., K-1.
-Networks are in `networks.py`, imported when the model is built, so `ganzoo list` does not import torch.
+Built on the plugin kit (`ganzoo.kit.ImageGAN`). Networks are in `networks.py`, imported when the model is built,
+so `ganzoo list` does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
-from ganzoo import DataInfo, GANPlugin, OptimizerSpec, UpdateStep, UsageError, option
+from ganzoo import DataInfo, UsageError, option
+from ganzoo.kit import ImageGAN, latent, random_labels
 from ganzoo.plugin import ADVERSARIAL_LOSSES
 
 RESOLUTIONS = (28, 32, 64)
-LABELLED_SPECS = "mnist-4k, mnist, fashion-mnist, cifar10, or folder:PATH with one subfolder per class"
 
 
 @dataclasses.dataclass
@@ -55,77 +56,16 @@ class CGANConfig:
     betas: tuple[float, float] = option((0.5, 0.999), "Adam betas of both networks")
 
 
-def _random_labels(ctx: Any, n: int) -> Any:
-    import torch
-
-    return torch.randint(ctx.config.num_classes, (n,), device=ctx.device)
-
-
-def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
-    import torch
-
-    from ganzoo.losses import discriminator_loss, r1_penalty
-
-    real, labels = batch["image"], batch["label"]
-    fake_labels = _random_labels(ctx, real.shape[0])
-    with torch.no_grad():
-        fake = nets["generator"](torch.randn(real.shape[0], ctx.config.latent_dim, device=real.device), fake_labels)
-    real_logits, real_classes = nets["discriminator"].scores(real, labels)
-    fake_logits = nets["discriminator"](fake, fake_labels)
-    if ctx.config.d_mismatch and ctx.config.num_classes > 1:  # real images under a wrong label count as fake
-        wrong = (labels + torch.randint_like(labels, 1, ctx.config.num_classes)) % ctx.config.num_classes
-        fake_logits = torch.cat([fake_logits, nets["discriminator"](real, wrong)])
-    loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
-    logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
-    if ctx.config.class_weight > 0:
-        classification = torch.nn.functional.cross_entropy(real_classes.float(), labels)
-        loss = loss + ctx.config.class_weight * classification
-        logs["d_class"] = classification.detach()
-    if ctx.config.r1_gamma > 0:
-        penalty = r1_penalty(lambda images: nets["discriminator"](images, labels), real, ctx.scaler)
-        loss = loss + 0.5 * ctx.config.r1_gamma * penalty
-        logs["r1_penalty"] = penalty.detach()
-    return loss, logs
-
-
-def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
-    import torch
-
-    from ganzoo.losses import generator_loss
-
-    labels = _random_labels(ctx, ctx.batch_size)
-    fake = nets["generator"](torch.randn(ctx.batch_size, ctx.config.latent_dim, device=ctx.device), labels)
-    logits, classes = nets["discriminator"].scores(fake, labels)
-    loss = generator_loss(ctx.config.loss, logits)
-    if ctx.config.class_weight == 0:
-        return loss, {}
-    classification = torch.nn.functional.cross_entropy(classes.float(), labels)
-    return loss + ctx.config.class_weight * classification, {"g_class": classification.detach()}
-
-
-class CGAN(GANPlugin):
+class CGAN(ImageGAN):
     name = "cgan"
-    modality = "image"
     description = "Conditional GAN: conditional-batch-norm generator, projection discriminator (Miyato & Koyama 2018)."
     version = "1.0.0"
     Config = CGANConfig
     conditional = True
-    train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64, "ema_decay": 0.999}
-
-    def resolve_config(self, config: CGANConfig, data_info: DataInfo) -> CGANConfig:
-        num_classes = config.num_classes or data_info.num_classes
-        if num_classes is None:
-            raise UsageError(f"cgan needs labelled data, and this data has no labels; labelled specs: {LABELLED_SPECS}")
-        return dataclasses.replace(
-            config,
-            resolution=config.resolution or data_info.resolution or 64,
-            channels=config.channels or data_info.channels or 3,
-            num_classes=num_classes,
-        )
+    resolutions = RESOLUTIONS
 
     def validate(self, config: CGANConfig) -> None:
-        if config.resolution not in RESOLUTIONS:
-            raise UsageError(f"cgan resolution={config.resolution} is not supported; accepted: 28, 32, 64")
+        super().validate(config)
         if config.class_weight > 0 and config.d_conditioning != "projection":
             raise UsageError(
                 f"cgan class_weight={config.class_weight} needs d_conditioning=projection (the class scores are its "
@@ -156,37 +96,46 @@ class CGAN(GANPlugin):
             ),
         }
 
-    def schedule(self, config: CGANConfig) -> list[UpdateStep]:
-        return [
-            UpdateStep("discriminator", ("discriminator",), _d_step),
-            UpdateStep("generator", ("generator",), _g_step, needs_data=False),
-        ]
-
-    def optimizers(self, config: CGANConfig) -> dict[str, OptimizerSpec]:
-        betas = tuple(config.betas)
-        return {
-            "generator": OptimizerSpec(lr=config.lr_g, betas=betas),
-            "discriminator": OptimizerSpec(lr=config.lr_d, betas=betas),
-        }
-
-    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None) -> Any:
+    def d_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         import torch
 
-        g = nets["generator"]
-        device = next(g.parameters()).device
-        if condition is None:
-            labels = torch.arange(n, device=device) % g.num_classes
-        else:
-            labels = torch.as_tensor(condition, dtype=torch.long, device=device).reshape(-1)
-            if labels.numel() == 1:
-                labels = labels.expand(n)
-            if len(labels) != n or labels.min() < 0 or labels.max() >= g.num_classes:
-                raise UsageError(f"cgan labels must be {n} class numbers in 0..{g.num_classes - 1}")
-        z = torch.randn(n, g.latent_dim, device=device, generator=generator)
-        return g(z, labels)
+        from ganzoo.losses import discriminator_loss, gradient_penalty
 
-    def frozen_d_blocks(self, nets: Any) -> list[Any]:
-        return list(nets["discriminator"].blocks)
+        real, labels = batch["image"], batch["label"]
+        fake_labels = random_labels(ctx, real.shape[0])
+        with torch.no_grad():
+            fake = nets["generator"](latent(ctx, real.shape[0]), fake_labels)
+        real_logits, real_classes = nets["discriminator"].scores(real, labels)
+        fake_logits = nets["discriminator"](fake, fake_labels)
+        classes = ctx.config.num_classes
+        if ctx.config.d_mismatch and classes > 1:  # real images under a wrong label count as fake
+            wrong = (labels + torch.randint_like(labels, 1, classes)) % classes
+            fake_logits = torch.cat([fake_logits, nets["discriminator"](real, wrong)])
+        loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
+        logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+        if ctx.config.class_weight > 0:
+            classification = torch.nn.functional.cross_entropy(real_classes.float(), labels)
+            loss = loss + ctx.config.class_weight * classification
+            logs["d_class"] = classification.detach()
+        if ctx.config.r1_gamma > 0:
+            penalty = gradient_penalty(nets["discriminator"], real, "r1", extra=(labels,), scaler=ctx.scaler)
+            loss = loss + 0.5 * ctx.config.r1_gamma * penalty
+            logs["r1_penalty"] = penalty.detach()
+        return loss, logs
+
+    def g_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        from ganzoo.losses import generator_loss
+
+        labels = random_labels(ctx, ctx.batch_size)
+        fake = nets["generator"](latent(ctx, ctx.batch_size), labels)
+        logits, classes = nets["discriminator"].scores(fake, labels)
+        loss = generator_loss(ctx.config.loss, logits)
+        if ctx.config.class_weight == 0:
+            return loss, {}
+        classification = torch.nn.functional.cross_entropy(classes.float(), labels)
+        return loss + ctx.config.class_weight * classification, {"g_class": classification.detach()}
 
 
 plugin = CGAN()

@@ -153,7 +153,7 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     import torch
     import torch.nn.functional as F
 
-    from ganzoo.losses import discriminator_loss, r1_penalty
+    from ganzoo.losses import discriminator_loss, gradient_penalty
 
     d = nets["discriminator"]
     with torch.no_grad():
@@ -162,7 +162,7 @@ def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     loss = discriminator_loss(ctx.config.loss, real_logits, fake_logits)
     logs.update(d_real=real_logits.detach().float().mean(), d_fake=fake_logits.detach().float().mean())
     if ctx.config.r1_gamma > 0:
-        penalty = r1_penalty(d, F.one_hot(batch["tokens"], d.vocab_size), ctx.scaler)
+        penalty = gradient_penalty(d, F.one_hot(batch["tokens"], d.vocab_size), "r1", scaler=ctx.scaler)
         loss = loss + 0.5 * ctx.config.r1_gamma * penalty
         logs["r1_penalty"] = penalty.detach()
     return loss, logs

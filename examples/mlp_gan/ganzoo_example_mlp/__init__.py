@@ -3,18 +3,21 @@
 Images are flattened into vectors: the generator maps noise to C*H*W values through fully connected layers and
 the discriminator scores flattened images. Both are trained with the hinge loss of `ganzoo.losses`.
 
-This module does not import torch (the networks live in `networks.py`, imported by `build`), so `ganzoo list`
-stays fast with this plugin installed.
+It is built on the plugin kit (`ganzoo.kit.ImageGAN`), so it is only its config, its networks and its two loss
+functions: filling the resolution and channels from the data, the update schedule, Adam from `config.lr`, sampling
+and the rest come from the kit. This module does not import torch (the networks live in `networks.py`, imported
+by `build`), so `ganzoo list` stays fast with this plugin installed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
-from ganzoo import DataInfo, GANPlugin, UpdateStep, UsageError, option
+from ganzoo import DataInfo, option
+from ganzoo.kit import ImageGAN, latent
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 @dataclasses.dataclass
@@ -27,49 +30,13 @@ class MLPGANConfig:
     betas: tuple[float, float] = option((0.5, 0.999), "Adam betas of both networks")
 
 
-def _d_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
-    import torch
-
-    from ganzoo import losses
-
-    real = batch["image"]
-    z = torch.randn(real.shape[0], ctx.config.latent_dim, device=real.device)
-    fake = nets["generator"](z)
-    real_logits = nets["discriminator"](real)
-    fake_logits = nets["discriminator"](fake)
-    loss = losses.discriminator_loss("hinge", real_logits, fake_logits)
-    return loss, {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
-
-
-def _g_step(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
-    import torch
-
-    from ganzoo import losses
-
-    # A generator step needs no data (needs_data=False): it draws ctx.batch_size noise vectors itself.
-    z = torch.randn(ctx.batch_size, ctx.config.latent_dim, device=ctx.device)
-    fake_logits = nets["discriminator"](nets["generator"](z))
-    return losses.generator_loss("hinge", fake_logits), {}
-
-
-class MLPGAN(GANPlugin):
+class MLPGAN(ImageGAN):
     name = "mlp-gan"
-    modality = "image"
     description = "MLP GAN: fully connected generator and discriminator on flattened images, hinge loss."
     version = __version__
     Config = MLPGANConfig
-    train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64, "ema_decay": 0.999}
-
-    def resolve_config(self, config: MLPGANConfig, data_info: DataInfo) -> MLPGANConfig:
-        return dataclasses.replace(
-            config,
-            resolution=config.resolution or data_info.resolution or 28,
-            channels=config.channels or data_info.channels or 1,
-        )
-
-    def validate(self, config: MLPGANConfig) -> None:
-        if config.resolution is None or config.channels is None:
-            raise UsageError("mlp-gan needs a resolution and a channel count")
+    default_resolution = 28
+    default_channels = 1
 
     def build(self, config: MLPGANConfig, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo_example_mlp.networks import Discriminator, Generator
@@ -80,21 +47,21 @@ class MLPGAN(GANPlugin):
             "discriminator": Discriminator(shape, config.hidden),
         }
 
-    def schedule(self, config: MLPGANConfig) -> list[UpdateStep]:
-        return [
-            UpdateStep("discriminator", ("discriminator",), _d_step),
-            UpdateStep("generator", ("generator",), _g_step, needs_data=False),
-        ]
+    def d_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        from ganzoo import losses
 
-    # optimizers(): the default of GANPlugin (Adam with config.lr and config.betas for every trained network)
+        real = batch["image"]  # float32 in [-1, 1], (N, C, H, W)
+        real_logits = nets["discriminator"](real)
+        fake_logits = nets["discriminator"](nets["generator"](latent(ctx, real.shape[0])))
+        loss = losses.discriminator_loss("hinge", real_logits, fake_logits)
+        return loss, {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
 
-    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None) -> Any:
-        import torch
+    def g_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        from ganzoo import losses
 
-        g = nets["generator"]
-        device = next(g.parameters()).device
-        z = torch.randn(n, g.latent_dim, device=device, generator=generator)
-        return g(z)
+        # The generator's update needs no data: it draws ctx.batch_size noise vectors itself.
+        fake_logits = nets["discriminator"](nets["generator"](latent(ctx, ctx.batch_size)))
+        return losses.generator_loss("hinge", fake_logits), {}
 
 
 plugin = MLPGAN()

@@ -1,35 +1,69 @@
-"""A small Hugging Face Hub-compatible HTTP server for offline tests (stdlib `http.server` in a thread).
+"""An offline Hugging Face Hub-compatible HTTP server for tests (stdlib only: `http.server` in a thread).
 
-It implements what `huggingface_hub` needs to create repos and branches, upload folders (both the
-`create_commit` path and the xet pipeline, since every file is answered "regular"), read repo info and trees,
-and download files (HEAD, GET, Range). Every repo keeps its whole commit history, so an older commit's sha
-still resolves its own files. Tokens: `tokens` maps a token to a user name; writing needs the token of the
-repo's namespace (no token or an unknown one: 401; another user's token: 403). Private repos are readable by
-their owner only (others get 404 RepoNotFound, as the Hub answers).
+`HubServer` answers what `huggingface_hub` needs to create repos and branches, upload files and folders (both the
+`create_commit` path and the xet pipeline, since every file is answered "regular"), read repo info and trees, and
+download files (HEAD, GET, Range)::
+
+    from huggingface_hub import HfApi
+    from ganzoo.testing import HubServer
+
+    with HubServer({"hf_test": "user"}) as hub:  # a free port on 127.0.0.1
+        api = HfApi(endpoint=hub.url, token="hf_test")
+        api.create_repo("user/tiny")
+        api.upload_file(path_or_fileobj=b"hello", path_in_repo="a.txt", repo_id="user/tiny")
+        assert hub.state.repos[("model", "user/tiny")].resolve("main").files["a.txt"] == b"hello"
+
+Functions that read the endpoint from `huggingface_hub.constants` (`hf_hub_download`, `HfApi()` without an
+endpoint) need `HF_ENDPOINT` set before huggingface_hub is imported, or `constants.ENDPOINT` and
+`constants.HUGGINGFACE_CO_URL_TEMPLATE` patched (see ganzoo's own tests/conftest.py).
+
+Every repo keeps its whole commit history, so an older commit's sha still resolves its own files; commit shas are
+40 hex digits, distinct across server instances (each mixes a random salt in). Tokens: `tokens` maps a token to a
+user name; writing needs the token of the repo's namespace (no token or an unknown one: 401; another user's token:
+403). Private repos are readable by their owner only (others get 404 RepoNotFound, as the Hub answers). State lives
+in memory and is lost when the server stops. Unsupported: organizations, pull requests, LFS/xet storage (files are
+always uploaded inline), deleting branches, listing commits.
+
+From a shell, `python -m ganzoo.testing.hub [--port N] [--host H] [--token TOKEN=USER ...]` serves until Ctrl-C or
+SIGTERM (exit 0). The default port 0 picks a free one; without `--token` the one token is `hf_test`, for the user
+`user`. It prints one line: the URL and the `HF_ENDPOINT=... HF_TOKEN=...` to export (HF_TOKEN is the first token).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
 import re
+import secrets
+import signal
+import sys
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = ["DEFAULT_TOKENS", "Commit", "HubServer", "HubState", "Repo", "main"]
+
+DEFAULT_TOKENS: dict[str, str] = {"hf_test": "user"}
+"""The tokens `python -m ganzoo.testing.hub` accepts when no `--token` is given: `hf_test`, for the user `user`."""
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
 
 def git_blob_sha1(content: bytes) -> str:
+    """The git blob id of `content`, which the Hub reports as a file's `oid` and ETag."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 @dataclass
 class Commit:
+    """One commit: its sha, its parent's sha (None for a repo's first commit), its message and every file it holds."""
+
     oid: str
     parent: str | None
     message: str
@@ -38,6 +72,9 @@ class Commit:
 
 @dataclass
 class Repo:
+    """A repo (`repo_id` is "namespace/name", `repo_type` "model", "dataset" or "space"): all its commits by sha and
+    its branches (name -> head sha)."""
+
     repo_id: str
     repo_type: str
     private: bool
@@ -45,35 +82,46 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, revision: str) -> Commit | None:
+        """The commit a branch name or a full 40-digit sha names, or None."""
         oid = self.branches.get(revision) or (revision if COMMIT_RE.match(revision) else None)
         return self.commits.get(oid) if oid else None
 
 
-class HubError(Exception):
+class _ApiError(Exception):
+    """An error answer: HTTP status, message (also in X-Error-Message), Hub error code, extra headers."""
+
     def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.headers = status, code, headers or {}
 
 
 class HubState:
-    """Repos, tokens and a request log (method, path) that tests may inspect."""
+    """What a server holds, for tests to inspect (hold `lock` while the server is serving requests).
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        self.tokens = dict(tokens)
+    `tokens` maps a token to its user name (edit it to add or revoke users); `repos` maps (repo_type, repo_id) to a
+    `Repo`; `requests` logs every request as (method, path) in arrival order.
+    """
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self.tokens: dict[str, str] = dict(tokens)
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self._counter = 0
+        self._salt = secrets.token_hex(16)  # so that a restarted server never repeats an earlier server's shas
 
     def new_commit(self, repo: Repo, parent: Commit | None, message: str, files: dict[str, bytes]) -> Commit:
+        """Record a commit of `files` on top of `parent` in `repo` (branches are left as they are) and return it."""
         self._counter += 1
-        oid = hashlib.sha1(f"{repo.repo_id}:{self._counter}:{message}".encode()).hexdigest()
+        oid = hashlib.sha1(f"{self._salt}:{repo.repo_id}:{self._counter}:{message}".encode()).hexdigest()
         commit = Commit(oid, parent.oid if parent else None, message, files)
         repo.commits[oid] = commit
         return commit
 
 
 class Handler(BaseHTTPRequestHandler):
+    """Answers one connection's requests from the server's `HubState` (one request at a time, under its lock)."""
+
     protocol_version = "HTTP/1.1"
     server: HubServer
 
@@ -113,22 +161,22 @@ class Handler(BaseHTTPRequestHandler):
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
         user = self.state.tokens.get(token) if token else None
         if required and user is None:
-            raise HubError(401, "Invalid credentials in Authorization header")
+            raise _ApiError(401, "Invalid credentials in Authorization header")
         return user
 
     def _repo(self, kind: str, namespace: str, name: str, write: bool = False) -> Repo:
         repo = self.state.repos.get((REPO_TYPES.get(kind, kind), f"{namespace}/{name}"))
         user = self._user(required=write)
         if repo is None or (repo.private and user != namespace):
-            raise HubError(404, "Repository not found", "RepoNotFound")
+            raise _ApiError(404, "Repository not found", "RepoNotFound")
         if write and user != namespace:
-            raise HubError(403, f"You don't have the rights to write to {namespace}/{name}")
+            raise _ApiError(403, f"You don't have the rights to write to {namespace}/{name}")
         return repo
 
     def _commit(self, repo: Repo, revision: str) -> Commit:
         commit = repo.resolve(revision)
         if commit is None:
-            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            raise _ApiError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         return commit
 
     def _dispatch(self, method: str) -> None:
@@ -140,7 +188,7 @@ class Handler(BaseHTTPRequestHandler):
             self.state.requests.append((method, split.path))
             try:
                 self._route(method, parts, query, body)
-            except HubError as exc:
+            except _ApiError as exc:
                 headers = {**exc.headers, "X-Error-Message": str(exc)}
                 if exc.code:
                     headers["X-Error-Code"] = exc.code
@@ -165,10 +213,10 @@ class Handler(BaseHTTPRequestHandler):
             if parts[0] in ("datasets", "spaces"):
                 kind, parts = parts[0], parts[1:]
             if parts[2] != "resolve":
-                raise HubError(404, "not found")
+                raise _ApiError(404, "not found")
             self._resolve(method, self._repo(kind, parts[0], parts[1]), parts[3], "/".join(parts[4:]))
         else:
-            raise HubError(404, "not found")
+            raise _ApiError(404, "not found")
 
     def _api(self, method: str, parts: list[str], query: dict[str, list[str]], body: bytes) -> None:
         if method == "GET" and parts == ["whoami-v2"]:
@@ -178,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts in (["repos", "create"], ["repos", "delete"]):
             return self._create_or_delete(parts[1], json.loads(body or b"{}"))
         if len(parts) < 3 or parts[0] not in REPO_TYPES:
-            raise HubError(404, "not found")
+            raise _ApiError(404, "not found")
         kind, namespace, name, rest = parts[0], parts[1], parts[2], parts[3:]
         if method == "GET" and (not rest or rest[0] == "revision"):
             repo = self._repo(kind, namespace, name)
@@ -192,20 +240,20 @@ class Handler(BaseHTTPRequestHandler):
             repo = self._repo(kind, namespace, name, write=True)
             handler = {"preupload": self._preupload, "commit": self._new_commit, "branch": self._branch}[rest[0]]
             return handler(repo, rest[1], body)
-        raise HubError(404, "not found")
+        raise _ApiError(404, "not found")
 
     def _create_or_delete(self, action: str, payload: dict[str, Any]) -> None:
         user = self._user(required=True)
         namespace = payload.get("organization") or user
         if namespace != user:
-            raise HubError(403, f"You don't have the rights to create or delete repos in {namespace}")
+            raise _ApiError(403, f"You don't have the rights to create or delete repos in {namespace}")
         repo_type = payload.get("type") or "model"
         key = (repo_type, f"{namespace}/{payload['name']}")
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         url = f"{self.base}/{prefix}{key[1]}"
         if action == "delete":
             if self.state.repos.pop(key, None) is None:
-                raise HubError(404, "Repository not found", "RepoNotFound")
+                raise _ApiError(404, "Repository not found", "RepoNotFound")
             return self._json(200, {})
         if key in self.state.repos:
             return self._json(409, {"error": "You already created this model repo", "url": url})
@@ -231,14 +279,14 @@ class Handler(BaseHTTPRequestHandler):
             if recursive or len(pieces) == 1:
                 entries[path] = {"type": "file", "path": path, "size": len(content), "oid": git_blob_sha1(content)}
         if root and not entries:
-            raise HubError(404, f"{prefix} not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
+            raise _ApiError(404, f"{prefix} not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
         self._json(200, list(entries.values()))
 
     def _resolve(self, method: str, repo: Repo, revision: str, path: str) -> None:
         commit = self._commit(repo, revision)
         content = commit.files.get(path)
         if content is None:
-            raise HubError(404, f"{path} not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
+            raise _ApiError(404, f"{path} not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
         headers = {
             "X-Repo-Commit": commit.oid,
             "ETag": f'"{git_blob_sha1(content)}"',
@@ -266,7 +314,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _new_commit(self, repo: Repo, revision: str, body: bytes) -> None:
         if revision not in repo.branches:
-            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            raise _ApiError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         head = repo.commits[repo.branches[revision]]
         files = dict(head.files)
         summary = ""
@@ -279,7 +327,7 @@ class Handler(BaseHTTPRequestHandler):
                 summary = value.get("summary", "")
                 parent = value.get("parentCommit")
                 if parent and parent != head.oid:
-                    raise HubError(412, "A commit has happened since. Please refresh and try again.")
+                    raise _ApiError(412, "A commit has happened since. Please refresh and try again.")
             elif key == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
             elif key == "deletedFile":
@@ -288,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
                 folder = value["path"].rstrip("/") + "/"
                 files = {p: c for p, c in files.items() if not p.startswith(folder)}
             else:
-                raise HubError(400, f"this test server does not support {key!r} operations")
+                raise _ApiError(400, f"this test server does not support {key!r} operations")
         commit = self.state.new_commit(repo, head, summary, files)
         repo.branches[revision] = commit.oid
         prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
@@ -297,28 +345,109 @@ class Handler(BaseHTTPRequestHandler):
 
     def _branch(self, repo: Repo, branch: str, body: bytes) -> None:
         if branch in repo.branches:
-            raise HubError(409, f"Reference already exists: refs/heads/{branch}")
+            raise _ApiError(409, f"Reference already exists: refs/heads/{branch}")
         start = json.loads(body or b"{}").get("startingPoint") or "main"
         repo.branches[branch] = self._commit(repo, start).oid
         self._json(200, {})
 
 
 class HubServer(ThreadingHTTPServer):
-    """`with HubServer(tokens) as hub:` serves on 127.0.0.1 (a free port) until the block ends; `hub.url`."""
+    """A Hub-compatible server on `host`:`port` (port 0: a free one), listening from construction on.
+
+    `with HubServer({"tok-alice": "alice"}) as hub:` serves in a background thread until the block ends, then closes
+    the socket; `hub.url` is the endpoint to give huggingface_hub (`HfApi(endpoint=hub.url, token="tok-alice")` or
+    `HF_ENDPOINT`) and `hub.state` the `HubState` to inspect. `tokens` maps each accepted token to its user name.
+    Constructing raises OSError when the address cannot be bound (a port in use, say). Without the `with` block,
+    `serve_forever()` serves in the calling thread and `server_close()` releases the port.
+    """
 
     daemon_threads = True
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.state = HubState(tokens)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+    def __init__(self, tokens: Mapping[str, str], port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__((host, port), Handler)
+        self.state: HubState = HubState(tokens)
+        """The server's repos, tokens and request log."""
+        bound_host, bound_port = self.server_address[:2]
+        self.url: str = f"http://{bound_host}:{bound_port}"
+        """The endpoint, `http://HOST:PORT` with the port actually bound, no trailing slash."""
         self._thread = threading.Thread(target=self.serve_forever, name="hub-server", daemon=True)
 
     def __enter__(self) -> HubServer:
+        """Start serving in a background thread."""
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop serving, wait for the background thread and close the socket."""
         self.shutdown()
         self.server_close()
         self._thread.join()
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _token(value: str) -> tuple[str, str]:
+    token, sep, user = value.partition("=")
+    if not sep or not token or not user or "/" in user:
+        raise argparse.ArgumentTypeError(f"expected TOKEN=USER, got {value!r}")
+    return token, user
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value!r}")
+    return port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ganzoo.testing.hub`: serve until SIGINT (Ctrl-C) or SIGTERM, then return 0; 1 if the address
+    cannot be bound (a one-line error on stderr). Bad arguments exit 2 with a one-line error."""
+    parser = _Parser(
+        prog="python -m ganzoo.testing.hub",
+        description="Serve an offline, in-memory Hugging Face Hub-compatible API for tests.",
+    )
+    parser.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: a free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--token",
+        type=_token,
+        action="append",
+        metavar="TOKEN=USER",
+        help="accept TOKEN as USER; repeatable (default: hf_test=user). HF_TOKEN is printed for the first one",
+    )
+    args = parser.parse_args(argv)
+    tokens = dict(args.token) if args.token else dict(DEFAULT_TOKENS)
+    try:
+        server = HubServer(tokens, port=args.port, host=args.host)
+    except OSError as exc:
+        print(f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    users = ", ".join(sorted(set(tokens.values())))
+    line = f"Hub server at {server.url} (users: {users}); export HF_ENDPOINT={server.url} HF_TOKEN={next(iter(tokens))}"
+    try:
+        print(line, flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

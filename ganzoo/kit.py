@@ -1,0 +1,138 @@
+"""The plugin kit: what every image GAN plugin needs besides its networks and its two loss functions.
+
+`ImageGAN` is a `GANPlugin` for one generator (role `generator`) and one discriminator (role `d_role`). A plugin
+sets its class attributes (name, Config, `resolutions`), writes `build`, `d_loss` and `g_loss`, and inherits:
+
+- `resolve_config`: `resolution` and `channels` fields left None follow the data (else `default_resolution`,
+  `default_channels`); the engine itself fills `num_classes` from labelled data;
+- `validate`: the resolution is one of `resolutions` (None: any);
+- `schedule`: the discriminator update (repeated `config.<d_repeats_field>` times, e.g. n_critic) then the
+  generator update (`g_needs_data`: whether it gets a real batch too, as relativistic losses need);
+- `optimizers`: Adam with `lr_g` / `lr_d` (or one `lr`) and `betas` from the config;
+- `sample`: z of the generator's `latent_dim` from the seeded `generator`, and class labels (given, or cycling
+  0..K-1) when the generator has a positive `num_classes`;
+- `frozen_d_blocks`: the discriminator's `blocks` (an `nn.ModuleList`, input to output) when it has them.
+
+The helpers `latent(ctx, n)`, `random_labels(ctx, n)` and `class_labels(condition, n, num_classes)` draw noise and
+labels the way exact resume needs (torch's global generator inside losses, the caller's generator in sample).
+This module does not import torch at import time, so `ganzoo list` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ganzoo.errors import UsageError
+from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["ImageGAN", "class_labels", "latent", "random_labels"]
+
+
+def latent(ctx: StepContext, n: int) -> torch.Tensor:
+    """n noise vectors of the config's `latent_dim` on the training device (from torch's global generator)."""
+    import torch
+
+    return torch.randn(n, ctx.config.latent_dim, device=ctx.device)
+
+
+def random_labels(ctx: StepContext, n: int) -> torch.Tensor:
+    """n uniformly drawn class labels in 0..num_classes-1 (from torch's global generator)."""
+    import torch
+
+    return torch.randint(ctx.config.num_classes, (n,), device=ctx.device)
+
+
+def class_labels(condition: Any, n: int, num_classes: int, device: Any = None, name: str = "the model") -> torch.Tensor:
+    """The labels `sample(n, condition)` draws: the given ones (one label is repeated n times), or 0, 1, ...,
+    K-1 cycling; a label outside the classes, or a count other than n, is a `UsageError`."""
+    import torch
+
+    if condition is None:
+        return torch.arange(n, device=device) % num_classes
+    labels = torch.as_tensor(condition, dtype=torch.long, device=device).reshape(-1)
+    if labels.numel() == 1:
+        labels = labels.expand(n)
+    if len(labels) != n or labels.min() < 0 or labels.max() >= num_classes:
+        raise UsageError(f"{name} labels must be {n} class numbers in 0..{num_classes - 1}")
+    return labels
+
+
+class ImageGAN(GANPlugin):
+    """A one-generator, one-discriminator image GAN: subclass it and write `build`, `d_loss` and `g_loss`."""
+
+    modality: ClassVar[str] = "image"
+    resolutions: ClassVar[tuple[int, ...] | None] = None
+    """The image sizes the networks support (None: any)."""
+    default_resolution: ClassVar[int] = 64
+    default_channels: ClassVar[int] = 3
+    d_role: ClassVar[str] = "discriminator"
+    """The discriminator's role name (e.g. `critic`)."""
+    d_repeats_field: ClassVar[str | None] = None
+    """The config field with the number of discriminator updates per iteration (e.g. `n_critic`); None: one."""
+    g_needs_data: ClassVar[bool] = False
+    """Whether the generator's update gets a real batch (relativistic losses compare with the real logits)."""
+    train_defaults: ClassVar[Mapping[str, Any]] = {"steps": 2000, "batch_size": 64, "ema_decay": 0.999}
+
+    def d_loss(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> Any:
+        """The discriminator's `(loss, logs)` for one batch of real images."""
+        raise NotImplementedError(f"plugin {self.name!r} does not implement d_loss()")
+
+    def g_loss(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> Any:
+        """The generator's `(loss, logs)`; `batch` is empty unless `g_needs_data`."""
+        raise NotImplementedError(f"plugin {self.name!r} does not implement g_loss()")
+
+    def resolve_config(self, config: Any, data_info: DataInfo) -> Any:
+        filled = {}
+        if hasattr(config, "resolution"):
+            filled["resolution"] = config.resolution or data_info.resolution or self.default_resolution
+        if hasattr(config, "channels"):
+            filled["channels"] = config.channels or data_info.channels or self.default_channels
+        return dataclasses.replace(config, **filled)
+
+    def validate(self, config: Any) -> None:
+        resolution = getattr(config, "resolution", None)
+        if self.resolutions is not None and resolution not in self.resolutions:
+            accepted = ", ".join(map(str, self.resolutions))
+            raise UsageError(f"{self.name} resolution={resolution} is not supported; accepted: {accepted}")
+
+    def schedule(self, config: Any) -> list[UpdateStep]:
+        repeats = getattr(config, self.d_repeats_field) if self.d_repeats_field else 1
+        return [
+            UpdateStep(self.d_role, (self.d_role,), self.d_loss, repeats=repeats),
+            UpdateStep("generator", ("generator",), self.g_loss, needs_data=self.g_needs_data),
+        ]
+
+    def optimizers(self, config: Any) -> dict[str, OptimizerSpec]:
+        betas = tuple(config.betas)
+        lr_g, lr_d = (getattr(config, "lr_g", None), getattr(config, "lr_d", None))
+        if lr_g is None or lr_d is None:
+            lr_g = lr_d = config.lr
+        return {"generator": OptimizerSpec(lr=lr_g, betas=betas), self.d_role: OptimizerSpec(lr=lr_d, betas=betas)}
+
+    def sample(
+        self,
+        nets: Mapping[str, nn.Module],
+        n: int,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        import torch
+
+        g = nets["generator"]
+        device = next(g.parameters()).device
+        z = torch.randn(n, g.latent_dim, device=device, generator=generator)
+        classes = getattr(g, "num_classes", None) or 0
+        if classes <= 0:
+            if condition is not None:
+                raise UsageError(f"{self.name} is not a conditional model; it takes no condition")
+            return g(z)
+        return g(z, class_labels(condition, n, classes, device, self.name))
+
+    def frozen_d_blocks(self, nets: Mapping[str, nn.Module]) -> list[nn.Module]:
+        return list(getattr(nets[self.d_role], "blocks", ()))
