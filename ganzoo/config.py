@@ -241,6 +241,30 @@ def validate_config(config: Any) -> None:
         _check_bounds(f.name, f, getattr(config, f.name))
 
 
+def check_defaults(config_cls: type) -> None:
+    """Raise a `UsageError` naming the first field whose default is missing, is not of the field's type, or breaks
+    its own choices or bounds (checked when a plugin is loaded, so a broken default never reaches `build`)."""
+    hints = _hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise UsageError(f"field {f.name} has no default")
+        try:
+            value = _coerce(hints[f.name], default)
+        except _BadValue:
+            value = _BadValue
+        widened = isinstance(value, float) and type(default) is int  # 10 for a float field is fine
+        if value is _BadValue or (type(value) is not type(default) and not widened):
+            raise UsageError(f"the default of {f.name}, {default!r}, is not a {_type_name(hints[f.name])}")
+        try:
+            _check_bounds(f.name, f, value)
+        except UsageError as exc:
+            raise UsageError(f"the default {exc}") from None
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))

@@ -25,6 +25,11 @@ class PluginError(UsageError):
     """An unknown, ambiguous, broken or invalid plugin."""
 
 
+class PluginFailure(GanzooError):
+    """A plugin's own code (a loss, a forward or backward pass, sample) raised during training; the message names
+    the plugin, the update, the step and the exception, and where the traceback was written."""
+
+
 class DivergenceError(GanzooError):
     """Training produced a non-finite loss; the message names the step and the loss."""
 

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ganzoo.config import option
+from ganzoo.config import check_defaults, option
 from ganzoo.errors import UsageError
 
 if TYPE_CHECKING:
@@ -257,4 +257,8 @@ def check_plugin(obj: object, origin: str) -> GANPlugin:
         raise PluginError(f"{origin} has modality {obj.modality!r}; accepted: {', '.join(MODALITIES)}")
     if not dataclasses.is_dataclass(obj.Config):
         raise PluginError(f"{origin}: Config must be a dataclass, got {obj.Config!r}")
+    try:
+        check_defaults(obj.Config)
+    except UsageError as exc:
+        raise PluginError(f"{origin} has a broken config: {exc}") from None
     return obj

@@ -233,6 +233,41 @@ def test_nan_loss_raises_divergence_error_and_keeps_last_checkpoint(tmp_path, re
     assert model.sample(2, seed=0).isfinite().all()
 
 
+class RaisingToy(ToyGAN):
+    """A toy whose generator loss raises at iteration 5, like a shape bug that only some batches hit."""
+
+    def _g_loss(self, nets, batch, ctx):
+        if ctx.step == 4:
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\n(8x3 and 4x64)")
+        return super()._g_loss(nets, batch, ctx)
+
+
+def test_a_plugin_exception_is_one_line_naming_plugin_update_and_step(tmp_path, monkeypatch):
+    """`ganzoo train` of a plugin whose loss raises: one line (plugin, update, step, exception, where the traceback
+    went, the last checkpoint), exit 1, and the run keeps that checkpoint."""
+    from click.testing import CliRunner
+
+    from ganzoo.cli import cli
+
+    plugin = ganzoo.register(RaisingToy(name="toy-raises", snapshot=False), replace=True)
+    monkeypatch.setitem(ganzoo.data.sources._NAMED, "toy-data", lambda spec: toy_data())
+    run_dir = tmp_path / "run"
+    args = ["train", plugin.name, "--data", "toy-data", "--steps", "8", "--out", str(run_dir), "--device", "cpu"]
+    args += ["--set", "checkpoint_every=2", "--set", "progress=false", "--set", "ema_decay=0", "--batch-size", "8"]
+    try:
+        result = CliRunner().invoke(cli, args, prog_name="ganzoo")
+    finally:
+        ganzoo.unregister(plugin.name)
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert line.startswith("Error: plugin toy-raises failed in its generator update at step 5: RuntimeError: mat1")
+    assert "(8x3 and 4x64)" in line and "Traceback" not in result.output
+    log = run_dir / "errors.log"
+    assert f"traceback in {log}; the last checkpoint is {run_dir / 'checkpoints' / 'step-000004'})" in line
+    assert "Traceback (most recent call last)" in log.read_text() and "_g_loss" in log.read_text()
+    assert ckpt.latest_checkpoint(run_dir / "checkpoints") == run_dir / "checkpoints" / "step-000004"
+
+
 # ----------------------------------------------------------------------------------------- steps and epochs
 
 

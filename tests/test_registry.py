@@ -285,3 +285,78 @@ def test_entry_point_name_must_match_plugin_name(fake_dists):
     fake_dists.add("ganzoo-fake-mismatch", {"alias": f"{module}:plugin"}, {module: plugin_module_source("real-name")})
     with pytest.raises(PluginError, match="calls itself 'real-name'"):
         ganzoo.get_plugin("alias")
+
+
+BAD_DEFAULT_SOURCE = """\
+import dataclasses
+
+from ganzoo import GANPlugin, option
+
+
+@dataclasses.dataclass
+class Config:
+    width: int = option(8, "a width", min=1)
+    {field}
+
+
+class BadDefault(GANPlugin):
+    name = "bad-default"
+    Config = Config
+
+
+plugin = BadDefault()
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ('latent_dim: int = option("64", "size of z", min=1)', "the default of latent_dim, '64', is not a int"),
+        ('lr: float = option(-1e-4, "learning rate", min=0)', "the default lr=-0.0001 is too small; it must be >= 0"),
+        ('norm: str = option("batchnorm", "norm", choices=("batch", "none"))', "the default norm='batchnorm' is not"),
+        ('betas: tuple[float, float] = option((0.5,), "Adam betas")', "the default of betas, (0.5,), is not a tuple"),
+        ("depth: int = dataclasses.field(default=None)", "the default of depth, None, is not a int"),
+    ],
+    ids=["wrong-type", "below-min", "not-a-choice", "wrong-length", "none-for-int"],
+)
+def test_a_broken_default_marks_the_plugin_broken_in_the_listing(fake_dists, field, expected):
+    module = unique_module()
+    fake_dists.add(
+        "ganzoo-fake-default", {"bad-default": f"{module}:plugin"}, {module: BAD_DEFAULT_SOURCE.format(field=field)}
+    )
+    (status,) = registry.plugin_statuses("bad-default")
+    assert not status.ok and "has a broken config" in status.error and expected in status.error
+    assert "ganzoo-fake-default" in status.error
+    with pytest.raises(PluginError, match="has a broken config"):
+        ganzoo.create_model("bad-default")
+    assert ganzoo.get_plugin("dcgan").name == "dcgan"
+
+
+def test_defaults_of_the_right_type_pass_and_an_int_for_a_float_is_fine():
+    from ganzoo.config import check_defaults
+
+    @dataclasses.dataclass
+    class Fine:
+        weight: float = ganzoo.option(10, "an int for a float field", min=0)
+        sizes: tuple[int, ...] = ganzoo.option((2, 3), "widths")
+        name: str | None = ganzoo.option(None, "optional")
+
+    check_defaults(Fine)
+    for plugin in ("dcgan", "wgan-gp", "cgan", "cyclegan", "lstm-gan"):
+        check_defaults(ganzoo.get_plugin(plugin).Config)
+
+
+def test_a_saved_model_whose_plugin_is_installed_but_broken_says_so(fake_dists):
+    from ganzoo.errors import GanzooError
+    from ganzoo.model import model_from_run_config
+
+    module = unique_module()
+    fake_dists.add("ganzoo-fake-broken", {"broken": f"{module}:plugin"}, {module: "x = 1 / 0\n"})
+    saved = {"plugin": "broken", "plugin_distribution": "ganzoo-fake-broken", "config": {}}
+    with pytest.raises(GanzooError) as caught:
+        model_from_run_config(saved, "run/config.json")
+    message = str(caught.value)
+    assert message.startswith("run/config.json needs the plugin 'broken', which is installed but broken:")
+    assert "ZeroDivisionError" in message and "pip install" not in message
+    with pytest.raises(GanzooError, match=r"needs the plugin 'absent' \(pip install ganzoo-absent\)"):
+        model_from_run_config({"plugin": "absent", "plugin_distribution": "ganzoo-absent"}, "run/config.json")

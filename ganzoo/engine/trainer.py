@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ from ganzoo.engine.config import TrainConfig
 from ganzoo.engine.data import BatchStream
 from ganzoo.engine.logging import RunLogger, image_grid, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
-from ganzoo.errors import DivergenceError, PluginError, UsageError
+from ganzoo.errors import DivergenceError, GanzooError, PluginError, PluginFailure, UsageError
 from ganzoo.model import CONFIG_FILE, GANModel, build_model, read_run_config, resolve_model_config
 from ganzoo.plugin import GANPlugin, OptimizerSpec, StepContext, UpdateStep
 from ganzoo.registry import get_plugin
@@ -40,6 +41,7 @@ from ganzoo.registry import get_plugin
 Callback = Callable[["Trainer", int], None]
 Initializer = Callable[[GANModel], None]
 BEST = "best"  # checkpoints/best: the weights of the best evaluation
+ERRORS_LOG = "errors.log"  # tracebacks of a plugin's exceptions, one line of which the user sees
 MAX_CONSECUTIVE_SKIPS = 30  # fp16 steps skipped in a row (scale / 2^30) before training counts as diverged
 
 
@@ -593,9 +595,14 @@ class Trainer:
         if scaler.is_enabled():
             self._scale_before[update.name] = scaler.get_scale()
         run.context.scaler = scaler
-        with autocast(run.device, run.precision):
-            loss, logs = update.loss(nets, batch, run.context)
-        scaler.scale(loss).backward()
+        try:
+            with autocast(run.device, run.precision):
+                loss, logs = update.loss(nets, batch, run.context)
+            scaler.scale(loss).backward()
+        except GanzooError:
+            raise
+        except Exception as exc:  # the plugin's code: one line for the user, the traceback in the run directory
+            raise self._plugin_failure(f"its {update.name} update", exc, run.dist) from exc
         if run.dist.enabled:
             ddp.average_gradients([nets[r] for r in update.networks], run.dist.world_size)
         if self.train_config.grad_clip is not None:
@@ -750,8 +757,28 @@ class Trainer:
             dist.barrier()
         return path
 
+    def _plugin_failure(self, where: str, exc: Exception, dist_state: ddp.DistState) -> PluginFailure:
+        """Write `exc`'s traceback to the run directory's errors log; the one-line error that says so."""
+        name = ERRORS_LOG if dist_state.is_main else ERRORS_LOG.replace(".log", f"-rank{dist_state.rank}.log")
+        path = self.run_dir / name
+        header = f"{datetime.now().isoformat(timespec='seconds')} {self.plugin.name} {where}, step {self.step + 1}\n"
+        with path.open("a", encoding="utf-8") as log:
+            log.write(header + "".join(traceback.format_exception(exc)) + "\n")
+        last = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
+        kept = f"the last checkpoint is {last}" if last else "no checkpoint was written yet"
+        message = " ".join(str(exc).split()) or "(no message)"
+        return PluginFailure(
+            f"plugin {self.plugin.name} failed in {where} at step {self.step + 1}: {type(exc).__name__}: {message} "
+            f"(traceback in {path}; {kept})"
+        )
+
     def _write_samples(self, model: GANModel, logger: RunLogger | None) -> Path:
-        samples, per_row = model.sample_grid(self.train_config.sample_grid, seed=self.train_config.seed)
+        try:
+            samples, per_row = model.sample_grid(self.train_config.sample_grid, seed=self.train_config.seed)
+        except GanzooError:
+            raise
+        except Exception as exc:
+            raise self._plugin_failure("sample()", exc, ddp.DistState()) from exc
         path = save_samples(samples, self.run_dir / "samples" / ckpt.step_dir_name(self.step), per_row)
         if logger is not None and isinstance(samples, torch.Tensor):
             logger.add_image("samples", image_grid(samples, per_row), self.step)

@@ -29,18 +29,23 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """images (N, C, H, W) -> one logit per image, (N,)."""
+    """images (N, C, H, W) -> one logit per image, (N,).
+
+    Its layers are `blocks` (input to output), which the plugin kit declares for FreezeD (`--freeze-d N`).
+    """
 
     def __init__(self, shape: tuple[int, int, int], hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(math.prod(shape), hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, 1),
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.LeakyReLU(0.2)),
+                nn.Sequential(nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)),
+                nn.Linear(hidden, 1),
+            ]
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).squeeze(1)
+        x = images
+        for block in self.blocks:
+            x = block(x)
+        return x.squeeze(1)
