@@ -55,5 +55,5 @@ class TrainConfig:
     eval_features: str = option("digits", "feature extractor of the evaluations: digits, inception, timm:<model>")
     eval_n: int = option(2000, "generated samples per evaluation", min=2)
     eval_data: str | None = option(None, "real data to compare with (default: the training data)")
-    progress: bool = option(True, "show a progress bar")
+    progress: bool = option(True, "show progress: a bar on a terminal, else one line per logged step")
     tensorboard: bool = option(True, "write TensorBoard events when the tensorboard extra is installed")

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ganzoo.data import resolve_data
 from ganzoo.data.images import TensorImageDataset
+from ganzoo.engine.checkpoint import save_safetensors
 from ganzoo.errors import UsageError
 from ganzoo.metrics.features import FeatureExtractor
 
@@ -80,6 +81,6 @@ def reference_features(
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         metadata = {"data": data, "extractor": extractor.key}
-        save_file({"features": features.contiguous()}, str(partial), metadata=metadata)
+        save_safetensors({"features": features.contiguous()}, partial, metadata)
         os.replace(partial, path)
     return features
