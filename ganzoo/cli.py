@@ -351,6 +351,7 @@ def eval_command(
     """
     import json
 
+    from ganzoo.engine.checkpoint import write_text_atomic
     from ganzoo.engine.precision import resolve_device
     from ganzoo.hub import load_pretrained
     from ganzoo.metrics.evaluation import default_metrics, evaluate, parse_metrics, record_evaluation
@@ -371,7 +372,7 @@ def eval_command(
             Path(model.info["run_dir"]), result, step=model.info.get("step"), checkpoint=model.info["checkpoint"]
         )
     if json_out:
-        Path(json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(Path(json_out), json.dumps(result, indent=2) + "\n")
         click.echo(f"json: {json_out}")
 
 
@@ -425,6 +426,25 @@ def save(source: str, directory: str) -> None:
     from ganzoo.hub import save_pretrained
 
     click.echo(f"saved: {save_pretrained(source, directory)}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(file_okay=False))
+def verify(run: str) -> None:
+    """Check every checkpoint of RUN against the SHA-256 of its files recorded in its trainer.json, and print a
+    table (newest first); exit 1 when any checkpoint is unusable."""
+    from ganzoo.engine.checkpoint import read_trainer_info, usable_checkpoints
+
+    directory = Path(run) / "checkpoints"
+    rows = list(usable_checkpoints(directory))
+    if not rows:
+        raise UsageError(f"{run} holds no checkpoints (looked in {directory})")
+    for path, problem in rows:
+        step = read_trainer_info(path)["step"] if problem is None else "?"
+        click.echo(f"{path.name}  step {step}  {'ok' if problem is None else 'UNUSABLE: ' + problem}")
+    bad = sum(problem is not None for _, problem in rows)
+    if bad:
+        raise GanzooError(f"{bad} of {len(rows)} checkpoints in {directory} are unusable")
 
 
 def main() -> None:

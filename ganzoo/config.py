@@ -193,7 +193,7 @@ def _coerce(tp: Any, value: Any) -> Any:
             result = float(value)
         except ValueError as exc:
             raise _BadValue from exc
-        if math.isnan(result):  # NaN passes every bound check (all comparisons are False)
+        if not math.isfinite(result):  # NaN passes every bound check; inf breaks training later, far from here
             raise _BadValue
         return result
     if tp is str:

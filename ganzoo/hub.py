@@ -282,10 +282,7 @@ def _load_saved(directory: Path, origin: str) -> GANModel:
 
     if not (directory / CONFIG_FILE).is_file():
         raise HubError(f"{origin} holds no ganzoo model (it has no {CONFIG_FILE})")
-    try:
-        record = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GanzooError(f"cannot read the config.json of {origin}: {exc}") from None
+    record = read_run_config(directory / CONFIG_FILE)
     version = record.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         writer = record.get("ganzoo_version", "an unknown version")

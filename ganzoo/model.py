@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from torch import nn
 
 from ganzoo import __version__
 from ganzoo.config import config_to_dict, replace_config, validate_config
-from ganzoo.engine.checkpoint import find_checkpoint, load_weights, split_roles
+from ganzoo.engine.checkpoint import TRAINER_FILE, find_checkpoint, load_weights, read_trainer_info, split_roles
 from ganzoo.errors import GanzooError, PluginError, UsageError
 from ganzoo.plugin import DataInfo, GANPlugin
 from ganzoo.registry import get_plugin, list_models
@@ -139,6 +141,9 @@ class GANModel:
             raise GanzooError(
                 f"the weights in {origin} do not match the {self.plugin.name} model: {'; '.join(problems)}"
             )
+        non_finite = [k for k, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if non_finite:
+            raise GanzooError(f"the weights in {origin} are not finite (inf or NaN) in {_listed(non_finite)}")
         roles = split_roles(weights)
         for role, module in modules.items():
             if role in ema_missing:
@@ -207,10 +212,30 @@ def create_model(name: str | GANPlugin, data_info: DataInfo | None = None, **ove
 
 
 def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's or a saved model's config.json; one-line errors for unreadable, non-UTF-8 or mis-shaped files."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GanzooError(f"cannot read {path}: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("plugin"), str):
+        raise GanzooError(f"{path} is not a ganzoo config.json (a JSON object naming its plugin)")
+    for key in ("config", "data_info"):
+        if not isinstance(record.get(key, {}), dict):
+            raise GanzooError(f"{path} is garbled: its {key!r} is not a JSON object")
+    return record
+
+
+_DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
+
+
+def _is_name(value: Any) -> bool:
+    """Whether a config.json's `plugin_distribution` is a valid package name (PEP 508), so the install hint never
+    prints what a hostile repo put there."""
+    return isinstance(value, str) and bool(_DISTRIBUTION_NAME.match(value))
+
+
+def _warn_skipped(checkpoint: Path, problem: str) -> None:
+    warnings.warn(f"skipping the checkpoint {checkpoint}: {problem}", stacklevel=3)
 
 
 def _run_config_for(checkpoint: Path) -> Path:
@@ -231,7 +256,7 @@ def model_from_run_config(saved: Mapping[str, Any], origin: str) -> GANModel:
         if name in list_models():  # installed, but it does not load
             raise GanzooError(f"{origin} needs the plugin {name!r}, which is installed but broken: {exc}") from None
         dist = saved.get("plugin_distribution")
-        install = f" (pip install {dist})" if isinstance(dist, str) and dist else ""
+        install = f" (its config.json says the plugin comes from {dist}: pip install {dist})" if _is_name(dist) else ""
         raise GanzooError(f"{origin} needs the plugin {name!r}{install}, which is not usable here: {exc}") from None
     data_info = DataInfo.from_dict(saved.get("data_info", {}))
     config = resolve_model_config(plugin, saved.get("config", {}), data_info)
@@ -243,13 +268,12 @@ def load_run(source: str | Path, device: str | torch.device = "cpu") -> GANModel
 
     The public entry point, which also takes Hub repos and save directories, is `ganzoo.load_pretrained`.
     """
-    checkpoint = find_checkpoint(source)
+    checkpoint = find_checkpoint(source, on_skip=_warn_skipped)
     config_path = _run_config_for(checkpoint)
     saved = read_run_config(config_path)
     model = model_from_run_config(saved, str(config_path))
     model.load_weights(load_weights(checkpoint), str(checkpoint))
-    trainer_file = checkpoint / "trainer.json"
-    step = json.loads(trainer_file.read_text())["step"] if trainer_file.is_file() else None
+    step = read_trainer_info(checkpoint)["step"] if (checkpoint / TRAINER_FILE).is_file() else None
     model.info = {
         "source": str(source),
         "checkpoint": str(checkpoint),

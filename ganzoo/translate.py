@@ -17,6 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ganzoo.data.images import IMAGE_SUFFIXES, list_images
+from ganzoo.engine.checkpoint import atomic_path
 from ganzoo.errors import UsageError
 
 DIRECTIONS = ("a2b", "b2a")
@@ -62,7 +63,8 @@ def _to_image(tensor: torch.Tensor, mode: str, size: tuple[int, int]) -> Image.I
 def _write(tensor: torch.Tensor, mode: str, size: tuple[int, int], target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
-    _to_image(tensor, mode, size).save(target, **options)
+    with atomic_path(target) as tmp:
+        _to_image(tensor, mode, size).save(tmp, **options)
     return target
 
 

@@ -175,10 +175,14 @@ def test_bounds_are_enforced(key, raw, expected):
     assert key in str(info.value)
 
 
-@pytest.mark.parametrize(("key", "raw"), [("lr", "nan"), ("ratio", "nan"), ("lr", float("nan")), ("ratio", "-inf")])
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [("lr", "nan"), ("ratio", "nan"), ("lr", float("nan")), ("ratio", "-inf"), ("lr", "inf"), ("lr", float("inf"))],
+)
 def test_non_finite_floats_are_rejected(key, raw):
-    """NaN slips through `value < low` and `value > high` (both False); it must not reach the optimizer."""
-    with pytest.raises(UsageError) as info:
+    """NaN slips through `value < low` and `value > high` (both False), and inf (`lr_d=inf` has no upper bound)
+    passes them: neither must reach the optimizer."""
+    with pytest.raises(UsageError, match=f"bad value for {key}: .* is not a float") as info:
         replace_config(Sample(), {key: raw})
     assert key in str(info.value)
 

@@ -358,5 +358,5 @@ def test_a_saved_model_whose_plugin_is_installed_but_broken_says_so(fake_dists):
     message = str(caught.value)
     assert message.startswith("run/config.json needs the plugin 'broken', which is installed but broken:")
     assert "ZeroDivisionError" in message and "pip install" not in message
-    with pytest.raises(GanzooError, match=r"needs the plugin 'absent' \(pip install ganzoo-absent\)"):
+    with pytest.raises(GanzooError, match=r"'absent' \(its config.json says the plugin comes from ganzoo-absent: pip"):
         model_from_run_config({"plugin": "absent", "plugin_distribution": "ganzoo-absent"}, "run/config.json")

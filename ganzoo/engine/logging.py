@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 from tqdm.autonotebook import tqdm as auto_tqdm
 from tqdm.std import tqdm as terminal_tqdm
 
+from ganzoo.engine.checkpoint import atomic_path, write_text_atomic
+
 
 def _bar_is_readable() -> bool:
     """True on a terminal or in a notebook (tqdm's widget), where a progress bar redraws in place."""
@@ -36,8 +38,8 @@ class RunLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool) -> None:
         self.path = run_dir / "metrics.jsonl"
         if start_step > 0 and self.path.is_file():  # resumed: forget what was logged after the checkpoint
-            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-            self.path.write_text("".join(x for x in lines if json.loads(x)["step"] <= start_step), encoding="utf-8")
+            kept = "".join(line + "\n" for line in _logged_lines(self.path) if json.loads(line)["step"] <= start_step)
+            write_text_atomic(self.path, kept)
         self._file = self.path.open("a", encoding="utf-8")
         bar = progress and _bar_is_readable()
         self._lines = progress and not bar
@@ -98,6 +100,18 @@ class RunLogger:
             self._writer.close()
 
 
+def _logged_lines(path: Path) -> list[str]:
+    """The complete lines of a metrics.jsonl: a line a kill cut short (or any garbled line) is dropped."""
+    lines = []
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            if isinstance(json.loads(line).get("step"), int):
+                lines.append(line)
+        except (ValueError, AttributeError):
+            continue
+    return lines
+
+
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """Images in [-1, 1] tiled into one (C, H, W) grid in [0, 1]: `nrow` per row, else as square as possible."""
     from torchvision.utils import make_grid
@@ -111,12 +125,15 @@ def save_samples(samples: torch.Tensor | list[str], path: Path, nrow: int | None
     samples one per line (.txt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(samples, torch.Tensor):
-        from torchvision.utils import save_image
-
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
             path = path.with_name(path.name + ".png")
-        save_image(image_grid(samples, nrow), path)
     else:
         path = path.with_name(path.stem + ".txt") if path.suffix else path.with_name(path.name + ".txt")
-        path.write_text("\n".join(samples) + "\n", encoding="utf-8")
+    with atomic_path(path) as tmp:  # a full disk never leaves a truncated file under the target's name
+        if isinstance(samples, torch.Tensor):
+            from torchvision.utils import save_image
+
+            save_image(image_grid(samples, nrow), tmp)
+        else:
+            tmp.write_text("\n".join(samples) + "\n", encoding="utf-8")
     return path

@@ -13,6 +13,7 @@ import math
 import random
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from ganzoo.engine import checkpoint as ckpt
 from ganzoo.engine import distributed as ddp
 from ganzoo.engine.config import TrainConfig
 from ganzoo.engine.data import BatchStream
+from ganzoo.engine.lock import RunLock
 from ganzoo.engine.logging import RunLogger, image_grid, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
 from ganzoo.errors import DivergenceError, GanzooError, PluginError, PluginFailure, UsageError
@@ -42,6 +44,8 @@ Callback = Callable[["Trainer", int], None]
 Initializer = Callable[[GANModel], None]
 BEST = "best"  # checkpoints/best: the weights of the best evaluation
 ERRORS_LOG = "errors.log"  # tracebacks of a plugin's exceptions, one line of which the user sees
+RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "eval.json", ERRORS_LOG, "samples", "tensorboard", "checkpoints")
+"""What a run writes into its directory (moved aside together when an earlier run left no checkpoint)."""
 MAX_CONSECUTIVE_SKIPS = 30  # fp16 steps skipped in a row (scale / 2^30) before training counts as diverged
 
 
@@ -229,7 +233,8 @@ class Trainer:
         self._extractor: Any = None
         self._eval_metrics: tuple[str, ...] = ()
         self._scale_before: dict[str, float] = {}  # fp16: each update's loss scale before its step
-        self._consecutive_skips: dict[str, int] = {}
+        self._consecutive_skips: dict[str, int] = {}  # saved in checkpoints, so a resumed storm still stops
+        self._lock: RunLock | None = None
 
     def _make_train_config(self, saved: Mapping[str, Any]) -> TrainConfig:
         base = replace_config(TrainConfig(), dict(self.plugin.train_defaults), what="training")
@@ -296,6 +301,9 @@ class Trainer:
                 self._agree_on_run_dir(dist_state)
             return self._fit(dist_state, device, saved)
         finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             torch.use_deterministic_algorithms(deterministic_before)
             torch.set_flush_denormal(False)  # torch's default (it offers no way to read the current setting)
             ddp.shutdown(dist_state)
@@ -319,6 +327,8 @@ class Trainer:
         if tc.deterministic:
             torch.use_deterministic_algorithms(True)
         self._seed_everything(tc.seed)
+        if saved is not None and dist.is_main:
+            self._take_run_dir()
         run = self._setup(dist, device, saved)
         if saved is not None:
             self._restore(run)
@@ -327,8 +337,31 @@ class Trainer:
             torch.manual_seed(tc.seed * 1_000_003 + dist.rank + 1)  # each rank its own noise from here on
             if dist.is_main:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._take_run_dir()
+                self._move_incomplete_run_aside()
                 self._write_run_config(run)
         return self._loop(run)
+
+    def _take_run_dir(self) -> None:
+        """Lock the run directory for this process (a second writer is refused), then remove what killed writers
+        left half-written."""
+        self._lock = RunLock(self.run_dir)
+        self._lock.acquire()
+        ckpt.remove_stale_temporaries(self.run_dir / "checkpoints")
+
+    def _move_incomplete_run_aside(self) -> None:
+        """A fresh run into a directory that holds an earlier run's files but no complete checkpoint (it died
+        before its first one) starts clean: those files move to `previous-<time>/`, and a warning says so."""
+        leftovers = [self.run_dir / name for name in RUN_FILES if (self.run_dir / name).exists()]
+        if not leftovers:
+            return
+        aside = self.run_dir / f"previous-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+        aside.mkdir()
+        for path in leftovers:
+            path.rename(aside / path.name)
+        warnings.warn(
+            f"{self.run_dir} held files of an earlier run with no complete checkpoint; moved to {aside}", stacklevel=2
+        )
 
     def _setup(self, dist: ddp.DistState, device: torch.device, saved: Mapping[str, Any] | None) -> _Run:
         """Data, networks (on the device, broadcast from rank 0), EMA, optimizers, scalers, batch stream."""
@@ -471,12 +504,27 @@ class Trainer:
         return augment.install([model.nets[role] for role in roles], self.train_config.diffaugment)
 
     def _restore(self, run: _Run) -> None:
-        """Load the newest checkpoint: weights (EMA too), optimizer and scaler state, RNG, data position."""
-        checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
-        if checkpoint is None:
+        """Load the newest checkpoint that verifies (its checksums, finite weights, readable state), saying which
+        newer ones were skipped and why: weights (EMA too), optimizer and scaler state, RNG, data position."""
+        directory, tried = self.run_dir / "checkpoints", []
+        for checkpoint, problem in ckpt.usable_checkpoints(directory):
+            if problem is None:
+                try:
+                    run.model.load_weights(ckpt.load_weights(checkpoint), str(checkpoint))
+                    state, info = ckpt.load_training_state(checkpoint)
+                    break
+                except GanzooError as exc:
+                    problem = str(exc)
+            tried.append(f"{checkpoint.name}: {problem}")
+            if run.dist.is_main:
+                warnings.warn(f"skipping the checkpoint {checkpoint}: {problem}", stacklevel=2)
+        else:
+            if tried:
+                raise GanzooError(f"cannot resume: no checkpoint in {directory} is usable ({'; '.join(tried)})")
             raise UsageError(f"cannot resume: {self.run_dir} has no complete checkpoint")
-        run.model.load_weights(ckpt.load_weights(checkpoint), str(checkpoint))
-        state, info = ckpt.load_training_state(checkpoint)
+        if tried and run.dist.is_main:
+            warnings.warn(f"resuming from the newest usable checkpoint, {checkpoint}", stacklevel=2)
+        self._consecutive_skips = {name: int(count) for name, count in state.get("skips", {}).items()}
         for role, opt in run.optimizers.items():
             opt.load_state_dict(state["optimizers"][role])
         for name, scaler in run.scalers.items():
@@ -486,7 +534,10 @@ class Trainer:
         self.step = info["step"]
         best = self.run_dir / "checkpoints" / BEST
         if (best / ckpt.TRAINER_FILE).is_file():
-            self.best = json.loads((best / ckpt.TRAINER_FILE).read_text(encoding="utf-8"))
+            try:
+                self.best = ckpt.read_trainer_info(best)
+            except GanzooError as exc:  # the best weights are a by-product: a garbled record is started afresh
+                warnings.warn(f"ignoring the best evaluation's record: {exc}", stacklevel=2)
         if run.dist.is_main:
             from ganzoo.metrics.evaluation import forget_evaluations_after
 
@@ -732,13 +783,32 @@ class Trainer:
         else:  # resumed with another number of ranks: fresh, still reproducible, streams
             torch.manual_seed(self.train_config.seed * 1_000_003 + run.dist.rank + 1 + step)
 
+    def _check_finite_state(self, run: _Run) -> None:
+        """Before a checkpoint: every parameter and buffer of every network and EMA copy must be finite (one
+        device sync), else the run stops naming the tensor and the last good checkpoint, and saves nothing."""
+        tensors = [(key, t) for key, t in run.model.weights().items() if t.is_floating_point()]
+        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).cpu() if tensors else torch.ones(0)
+        if bool(finite.all()):
+            return
+        bad = [key for (key, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+        last = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+        raise DivergenceError(
+            f"training diverged at step {self.step}: {shown} hold inf or NaN, so this state was not saved; {kept}",
+            self.step,
+            bad[0].partition(".")[0],
+        )
+
     def _save_checkpoint(self, run: _Run) -> Path:
+        self._check_finite_state(run)
         rng = self._rng_state(run)
         path = self.run_dir / "checkpoints" / ckpt.step_dir_name(self.step)
         if run.dist.is_main:
             state = {
                 "optimizers": {role: opt.state_dict() for role, opt in run.optimizers.items()},
                 "scalers": {name: scaler.state_dict() for name, scaler in run.scalers.items()},
+                "skips": dict(self._consecutive_skips),
                 "rng": rng,
             }
             info = {
