@@ -73,15 +73,20 @@ def main() -> None:
     started = time.perf_counter()
     try:
         reference, soak = work / "reference", work / "soak"
-        subprocess.run(command(reference, args.steps, args.every, False), env=environment(), check=True,
-                       capture_output=True)
+        subprocess.run(
+            command(reference, args.steps, args.every, False), env=environment(), check=True, capture_output=True
+        )
         phases: Counter[str] = Counter()
         launches = 0
         while sum(phases.values()) < args.kills:
             resume = bool(ckpt.list_checkpoints(soak / "checkpoints"))
             at_launch = len(ckpt.list_checkpoints(soak / "checkpoints"))
-            proc = subprocess.Popen(command(soak, args.steps, args.every, resume), env=environment(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                command(soak, args.steps, args.every, resume),
+                env=environment(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             launches += 1
             deadline = time.monotonic() + rng.uniform(0.2, args.max_delay)
             while time.monotonic() < deadline and proc.poll() is None:
@@ -94,8 +99,9 @@ def main() -> None:
             proc.wait()
             phases[phase] += 1
             print(f"kill {sum(phases.values())}/{args.kills} during {phase}", flush=True)
-        final = subprocess.run(command(soak, args.steps, args.every, True), env=environment(), capture_output=True,
-                               text=True)
+        final = subprocess.run(
+            command(soak, args.steps, args.every, True), env=environment(), capture_output=True, text=True
+        )
         if final.returncode != 0:
             raise SystemExit(f"the final resume failed: {final.stderr.strip().splitlines()[-1:]}")
         compared = identical = 0
