@@ -86,17 +86,22 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _default_of(f: dataclasses.Field) -> Any:
+    """A field's default value (calling its factory), or `dataclasses.MISSING` when it has none."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 def describe(config_cls: type) -> list[FieldDoc]:
     """The fields of a config dataclass with their types, defaults, doc lines, choices and bounds."""
     hints = _hints(config_cls)
     docs = []
     for f in dataclasses.fields(config_cls):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
+        default = _default_of(f)
+        default = None if default is dataclasses.MISSING else default
         meta = f.metadata
         docs.append(
             FieldDoc(
@@ -246,11 +251,8 @@ def check_defaults(config_cls: type) -> None:
     its own choices or bounds (checked when a plugin is loaded, so a broken default never reaches `build`)."""
     hints = _hints(config_cls)
     for f in dataclasses.fields(config_cls):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
+        default = _default_of(f)
+        if default is dataclasses.MISSING:
             raise UsageError(f"field {f.name} has no default")
         try:
             value = _coerce(hints[f.name], default)

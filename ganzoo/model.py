@@ -8,7 +8,6 @@ the plugin named in config.json must be installed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import warnings
 from collections.abc import Mapping
@@ -20,7 +19,14 @@ from torch import nn
 
 from ganzoo import __version__
 from ganzoo.config import config_to_dict, replace_config, validate_config
-from ganzoo.engine.checkpoint import TRAINER_FILE, find_checkpoint, load_weights, read_trainer_info, split_roles
+from ganzoo.engine.checkpoint import (
+    TRAINER_FILE,
+    find_checkpoint,
+    load_weights,
+    read_json,
+    read_trainer_info,
+    split_roles,
+)
 from ganzoo.errors import GanzooError, PluginError, UsageError
 from ganzoo.plugin import DataInfo, GANPlugin
 from ganzoo.registry import get_plugin, list_models
@@ -213,10 +219,7 @@ def create_model(name: str | GANPlugin, data_info: DataInfo | None = None, **ove
 
 def read_run_config(path: Path) -> dict[str, Any]:
     """A run's or a saved model's config.json; one-line errors for unreadable, non-UTF-8 or mis-shaped files."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GanzooError(f"cannot read {path}: {exc}") from None
+    record = read_json(path)
     if not isinstance(record, dict) or not isinstance(record.get("plugin"), str):
         raise GanzooError(f"{path} is not a ganzoo config.json (a JSON object naming its plugin)")
     for key in ("config", "data_info"):

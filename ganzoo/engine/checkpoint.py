@@ -251,13 +251,18 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in found if all((p / f).is_file() for f in (MODEL_FILE, STATE_FILE, TRAINER_FILE)))
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's value; a one-line `GanzooError` naming the file when it is unreadable, not UTF-8 or not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GanzooError(f"cannot read {path}: {exc}") from None
+
+
 def read_trainer_info(checkpoint: Path) -> dict[str, Any]:
     """A checkpoint's trainer.json; a `GanzooError` naming the file when it is unreadable or not a JSON object."""
     path = checkpoint / TRAINER_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GanzooError(f"cannot read {path}: {exc}") from None
+    info = read_json(path)
     if not isinstance(info, dict) or not isinstance(info.get("step"), int):
         raise GanzooError(f"{path} is not a checkpoint's trainer.json (a JSON object with a step)")
     return info
