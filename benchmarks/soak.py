@@ -1,14 +1,15 @@
 """Kill soak: kill -9 a training at random points, resume it each time, and check it ends bit-identical.
 
 One uninterrupted reference run of a tiny DCGAN keeps every checkpoint. The soak run trains the same command in
-another folder and is killed with SIGKILL after a random delay (`--kills` times): during start-up, training or a
-checkpoint write (the phase is read from the folder at the moment of the kill: a `.tmp-*` checkpoint being written,
-no new checkpoint since the launch, or otherwise training). Each relaunch resumes from the newest checkpoint that
-verifies (a fresh start while there is none). At the end every checkpoint the soak run holds must equal the
-reference's checkpoint of the same step tensor for tensor (weights, EMA, optimizer and RNG state), and no
-temporary folder may be left.
+another folder and is killed with SIGKILL (`--kills` times) after a random delay, or, every `--targeted`-th kill,
+the moment a checkpoint is being written (a `.tmp-*` folder appears; a tiny checkpoint takes milliseconds, which a
+random delay seldom hits). The phase of each kill is read from the folder at that moment: a `.tmp-*` checkpoint
+being written, no new checkpoint since the launch (start-up), or otherwise training. Each relaunch resumes from
+the newest checkpoint that verifies (a fresh start while there is none). At the end every checkpoint the soak
+run holds must equal the reference's checkpoint of the same step tensor for tensor (weights, EMA, optimizer and
+RNG state), and no temporary folder may be left.
 
-    python benchmarks/soak.py --kills 50 --write
+    python benchmarks/soak.py --kills 50 --targeted 3 --write
 """
 
 from __future__ import annotations
@@ -50,9 +51,16 @@ def state(checkpoint: Path) -> dict[str, torch.Tensor]:
     return {**load_file(checkpoint / ckpt.MODEL_FILE), **load_file(checkpoint / ckpt.STATE_FILE)}
 
 
+def writing(directory: Path) -> bool:
+    try:
+        return any(p.name.startswith(".tmp-") for p in directory.iterdir())
+    except OSError:  # not there yet, or changing under us
+        return False
+
+
 def phase_now(out: Path, checkpoints_at_launch: int) -> str:
     directory = out / "checkpoints"
-    if directory.is_dir() and any(p.name.startswith(".tmp-") for p in directory.iterdir()):
+    if writing(directory):
         return "checkpoint write"
     if len(ckpt.list_checkpoints(directory)) == checkpoints_at_launch:
         return "start-up"  # (or the first iterations after it, before this launch's first checkpoint)
@@ -65,6 +73,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--every", type=int, default=2, help="iterations between checkpoints")
     parser.add_argument("--max-delay", type=float, default=7.0, help="a kill comes after U(0.2, this) seconds")
+    parser.add_argument("--targeted", type=int, default=3, help="every N-th kill waits for a checkpoint write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
     args = parser.parse_args()
@@ -88,9 +97,12 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
             launches += 1
-            deadline = time.monotonic() + rng.uniform(0.2, args.max_delay)
+            targeted = args.targeted > 0 and (sum(phases.values()) + 1) % args.targeted == 0
+            deadline = time.monotonic() + (60.0 if targeted else rng.uniform(0.2, args.max_delay))
             while time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.005)
+                if targeted and writing(soak / "checkpoints"):
+                    break
+                time.sleep(0.0005 if targeted else 0.005)
             if proc.poll() is not None:  # it finished first: start over in a fresh folder, the kills go on
                 shutil.rmtree(soak)
                 continue
@@ -99,8 +111,9 @@ def main() -> None:
             proc.wait()
             phases[phase] += 1
             print(f"kill {sum(phases.values())}/{args.kills} during {phase}", flush=True)
+        resume = bool(ckpt.list_checkpoints(soak / "checkpoints"))  # (killed in its first checkpoint: none yet)
         final = subprocess.run(
-            command(soak, args.steps, args.every, True), env=environment(), capture_output=True, text=True
+            command(soak, args.steps, args.every, resume), env=environment(), capture_output=True, text=True
         )
         if final.returncode != 0:
             raise SystemExit(f"the final resume failed: {final.stderr.strip().splitlines()[-1:]}")
@@ -124,7 +137,8 @@ def main() -> None:
     if args.write:
         body = (
             f"Tiny DCGAN (widths 8, latent 16, batch 16, fp32 on the CPU, 1 thread), {args.steps} iterations, a "
-            f"checkpoint every {args.every}; each kill after U(0.2, {args.max_delay}) s, seed {args.seed}.\n\n"
+            f"checkpoint every {args.every}; each kill after U(0.2, {args.max_delay}) s, every {args.targeted}rd kill "
+            f"instead when a checkpoint write begins; seed {args.seed}; run alone (nothing else on the machine).\n\n"
             + "\n".join(f"- {line}" for line in lines)
         )
         write_section("kill soak", " ".join(["python benchmarks/soak.py", *sys.argv[1:]]), body)
