@@ -96,7 +96,8 @@ class UpdateStep:
     to the end of training), e.g. MLE pre-training of a text generator before the adversarial updates.
     `optimizer` names an extra optimizer of the plugin's `optimizers()` that this update steps instead of its
     network's own (the update then names one network): its own learning rate and state, as RelGAN pre-trains its
-    generator by MLE with a separate Adam (lstm-gan's `mle` phase).
+    generator by MLE with a separate Adam (lstm-gan's `mle` phase). `every=N` runs the update only at every N-th
+    iteration of its range (lazy regularisation: StyleGAN2's R1 every 16 iterations, its loss scaled by N).
     """
 
     name: str
@@ -106,6 +107,7 @@ class UpdateStep:
     needs_data: bool = True
     steps: tuple[int, int | None] = (0, None)
     optimizer: str | None = None
+    every: int = 1
 
     def __post_init__(self) -> None:
         if not self.networks:
@@ -114,6 +116,8 @@ class UpdateStep:
             raise ValueError(f"update step {self.name!r} must repeat at least once, got {self.repeats}")
         if self.optimizer is not None and len(self.networks) != 1:
             raise ValueError(f"update step {self.name!r} has its own optimizer, so it must update one network")
+        if self.every < 1:
+            raise ValueError(f"update step {self.name!r} must run every 1 or more iterations, got {self.every}")
         start, end = self.steps
         if start < 0 or (end is not None and end <= start):
             raise ValueError(f"update step {self.name!r} has an empty or negative step range {self.steps}")
@@ -121,7 +125,7 @@ class UpdateStep:
     def runs_at(self, step: int) -> bool:
         """Whether this update runs at (0-based) iteration `step`."""
         start, end = self.steps
-        return start <= step and (end is None or step < end)
+        return start <= step and (end is None or step < end) and (step - start) % self.every == 0
 
 
 @dataclasses.dataclass

@@ -426,8 +426,8 @@ class Trainer:
             num_workers=tc.num_workers,
             pin_memory=device.type == "cuda",
         )
-        draws = max(  # batches drawn per iteration: the largest over the phases of the schedule
-            sum(s.repeats for s in schedule if s.needs_data and s.runs_at(start))
+        draws = max(  # batches drawn per iteration: the largest over the phases (periodic updates not counted)
+            sum(s.repeats for s in schedule if s.needs_data and s.every == 1 and s.runs_at(start))
             for start in {s.steps[0] for s in schedule}
         )
         total_steps = tc.steps

@@ -1,0 +1,135 @@
+"""StyleGAN2 (Karras et al. 2020) as a ganzoo plugin, in plain PyTorch: a mapping network (lr multiplier 0.01), a
+skip-architecture synthesis network of modulated, demodulated convolutions with per-pixel noise from a learned
+constant, a residual discriminator with minibatch standard deviation, equalised learning rates everywhere, style
+mixing regularisation (two latents, a random crossover layer, with probability `style_mixing`), the non-saturating
+logistic loss, and lazy R1: a separate update every `r1_every` iterations whose penalty is scaled by that period
+(`UpdateStep(every=...)`, so the engine still owns backward and AMP).
+
+Resolutions 32 to 256 (powers of two; data at another size is resized, e.g. the 28 px digits to 32). Defaults are
+sized for a CPU (widths 64, latent and w 64, 4 mapping layers); the paper's FFHQ networks are 512 wide with 8
+mapping layers. Not yet here (issue 18): path length regularisation, truncation and the other sampling tools,
+adaptive augmentation. Built on the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in `networks.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ganzoo import DataInfo, UpdateStep, option
+from ganzoo.kit import ImageGAN, latent
+
+RESOLUTIONS = (32, 64, 128, 256)
+
+
+@dataclasses.dataclass
+class StyleGAN2Config:
+    resolution: int | None = option(None, "image size: 32-256, a power of two (default: the data's, rounded up)")
+    channels: int | None = option(None, "image channels (default: the data's)", min=1)
+    latent_dim: int = option(64, "size of z", min=1)
+    w_dim: int = option(64, "size of the intermediate latent w (the styles)", min=1)
+    mapping_layers: int = option(4, "fully connected layers of the mapping network (the paper: 8)", min=1)
+    g_width: int = option(64, "synthesis channels up to 32 px (halved at each doubling above)", min=8)
+    d_width: int = option(64, "discriminator channels up to 32 px (halved at each doubling above)", min=8)
+    style_mixing: float = option(0.9, "probability that a generated batch mixes two latents", min=0, max=1)
+    r1_gamma: float | None = option(
+        None, "R1 weight gamma (default: the ADA paper's heuristic 0.0002 * resolution^2 / 64)", min=0
+    )
+    r1_every: int = option(16, "lazy R1: iterations between R1 updates (each scaled by this period)", min=1)
+    lr: float = option(2.5e-3, "Adam learning rate of both networks (the paper's 0.0025)", min=0)
+    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas (the paper's)")
+
+
+def _styles(nets: Any, ctx: Any, n: int) -> Any:
+    """n style vectors per layer (N, num_ws, w_dim): one latent each, or with probability `style_mixing` two,
+    switching at a random layer."""
+    import torch
+
+    g = nets["generator"]
+    ws = g.mapping(latent(ctx, n)).unsqueeze(1).expand(-1, g.num_ws, -1)
+    if ctx.config.style_mixing > 0 and float(torch.rand(())) < ctx.config.style_mixing:
+        cutoff = int(torch.randint(1, g.num_ws, ()))
+        other = g.mapping(latent(ctx, n)).unsqueeze(1).expand(-1, g.num_ws - cutoff, -1)
+        ws = torch.cat([ws[:, :cutoff], other], dim=1)
+    return ws
+
+
+class StyleGAN2(ImageGAN):
+    name = "stylegan2"
+    description = (
+        "StyleGAN2 (Karras et al. 2020): style-based generator, modulated convolutions, lazy R1; pure PyTorch."
+    )
+    version = "0.1.0"
+    Config = StyleGAN2Config
+    resolutions = RESOLUTIONS
+
+    def resolve_config(self, config: StyleGAN2Config, data_info: DataInfo) -> StyleGAN2Config:
+        resolution = config.resolution
+        if resolution is None:  # the data's size rounded up to a supported power of two
+            size = data_info.resolution or 64
+            resolution = next((r for r in RESOLUTIONS if r >= size), RESOLUTIONS[-1])
+        gamma = config.r1_gamma if config.r1_gamma is not None else 0.0002 * resolution**2 / 64
+        config = dataclasses.replace(config, resolution=resolution, r1_gamma=gamma)
+        return super().resolve_config(config, data_info)
+
+    def build(self, config: StyleGAN2Config, data_info: DataInfo) -> dict[str, Any]:
+        from ganzoo_plugins.stylegan2.networks import Discriminator, Generator
+
+        return {
+            "generator": Generator(
+                config.resolution,
+                config.channels,
+                config.latent_dim,
+                config.w_dim,
+                config.mapping_layers,
+                config.g_width,
+            ),
+            "discriminator": Discriminator(config.resolution, config.channels, config.d_width),
+        }
+
+    def schedule(self, config: StyleGAN2Config) -> list[UpdateStep]:
+        main = super().schedule(config)
+        if config.r1_gamma == 0:
+            return main
+        r1 = UpdateStep("r1", ("discriminator",), self.r1_loss, every=config.r1_every)
+        return [main[0], r1, main[1]]
+
+    def d_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        from ganzoo.losses import discriminator_loss
+
+        real = batch["image"]
+        with torch.no_grad():
+            fake = nets["generator"](ws=_styles(nets, ctx, real.shape[0]))
+        real_logits, fake_logits = nets["discriminator"](real), nets["discriminator"](fake)
+        loss = discriminator_loss("non-saturating", real_logits, fake_logits)
+        return loss, {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+
+    def r1_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        """Lazy R1 (Karras et al. 2020, section 3.1): gamma/2 E||grad D(x)||^2 every r1_every iterations, scaled by
+        r1_every so that its average weight is the same as an R1 in every iteration."""
+        from ganzoo.losses import gradient_penalty
+
+        penalty = gradient_penalty(nets["discriminator"], batch["image"], "r1", scaler=ctx.scaler)
+        return 0.5 * ctx.config.r1_gamma * ctx.config.r1_every * penalty, {"r1_penalty": penalty.detach()}
+
+    def g_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        from ganzoo.losses import generator_loss
+
+        fake = nets["generator"](ws=_styles(nets, ctx, ctx.batch_size))
+        return generator_loss("non-saturating", nets["discriminator"](fake)), {}
+
+    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None) -> Any:
+        import torch
+
+        from ganzoo import UsageError
+
+        if condition is not None:
+            raise UsageError("stylegan2 is not a conditional model; it takes no condition")
+        g = nets["generator"]
+        z = torch.randn(n, g.latent_dim, device=next(g.parameters()).device, generator=generator)
+        return g(z, generator=generator)
+
+
+plugin = StyleGAN2()

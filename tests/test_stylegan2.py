@@ -1,0 +1,106 @@
+"""The stylegan2 plugin: shapes, weight demodulation, style mixing, lazy R1 as a periodic update, and the
+conformance kit (every guarantee the engine makes, on tiny widths)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers_engine import dcgan_train
+
+import ganzoo
+from ganzoo import DataInfo, StepContext, Trainer, UpdateStep
+from ganzoo.testing import conformance_tests
+from ganzoo_plugins.stylegan2 import _styles
+from ganzoo_plugins.stylegan2.networks import ModulatedConv2d
+
+TINY = {"latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_width": 8, "d_width": 8}
+
+test_conformance = conformance_tests("stylegan2", "mnist-4k?n=256", {**TINY, "r1_every": 2})
+
+
+@pytest.mark.parametrize(("resolution", "channels"), [(32, 1), (64, 3)])
+def test_shapes_and_the_style_count(resolution, channels):
+    model = ganzoo.create_model("stylegan2", resolution=resolution, channels=channels, **TINY)
+    g, d = model.nets["generator"], model.nets["discriminator"]
+    assert g.num_ws == 2 * (resolution.bit_length() - 1) - 2  # 2 log2(R) - 2, as in the paper
+    samples = model.sample(3, seed=0)
+    assert samples.shape == (3, channels, resolution, resolution) and samples.abs().max() <= 1
+    assert d(samples).shape == (3,)
+    assert len(model.plugin.frozen_d_blocks(model.nets)) == len(d.blocks) == resolution.bit_length() - 2
+
+
+def test_the_data_size_is_rounded_up_to_a_supported_resolution_and_gamma_follows_it():
+    model = ganzoo.create_model("stylegan2", data_info=DataInfo(channels=1, resolution=28), **TINY)
+    assert model.config.resolution == 32 and model.config.r1_gamma == pytest.approx(0.0002 * 32**2 / 64)
+    with pytest.raises(ganzoo.UsageError, match="stylegan2 resolution=48 is not supported; accepted: 32, 64, 128"):
+        ganzoo.create_model("stylegan2", resolution=48, **TINY)
+
+
+def test_weight_demodulation_keeps_unit_variance():
+    torch.manual_seed(0)
+    x, w = torch.randn(16, 64, 8, 8), torch.randn(16, 32)
+    demodulated = ModulatedConv2d(64, 64, 3, 32)(x, w)[:, :, 1:-1, 1:-1]  # (away from the zero padding)
+    plain = ModulatedConv2d(64, 64, 3, 32, demodulate=False)
+    with torch.no_grad():
+        plain.affine.bias.fill_(3.0)  # styles of 3: without demodulation the output scales with them
+    assert demodulated.var().item() == pytest.approx(1.0, rel=0.1)
+    assert plain(x, w)[:, :, 1:-1, 1:-1].var().item() > 4
+
+
+def test_the_grouped_convolution_equals_a_per_sample_loop():
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(4, 6, 3, 5, up=True)
+    x, w = torch.randn(3, 4, 5, 5), torch.randn(3, 5)
+    batched = conv(x, w)
+    for i in range(3):
+        assert torch.allclose(batched[i : i + 1], conv(x[i : i + 1], w[i : i + 1]), atol=1e-5)
+    assert batched.shape == (3, 6, 10, 10)
+
+
+def _context(model, **config):
+    config = ganzoo.config.replace_config(model.config, config)
+    return StepContext(0, torch.device("cpu"), "fp32", config, model.data_info, 4)
+
+
+def test_style_mixing_switches_latents_at_one_layer_and_mixes_the_image():
+    model = ganzoo.create_model("stylegan2", resolution=32, channels=1, **TINY)
+    g = model.nets["generator"].eval()
+    torch.manual_seed(3)
+    mixed = _styles(model.nets, _context(model, style_mixing=1.0), 4)
+    changes = (mixed[:, 1:] != mixed[:, :-1]).any(dim=2).any(dim=0).nonzero().flatten().tolist()
+    assert len(changes) == 1  # one crossover layer
+    single = _styles(model.nets, _context(model, style_mixing=0.0), 4)
+    assert torch.equal(single, single[:, :1].expand_as(single))
+    with torch.no_grad():
+        a, b = (g.mapping(torch.randn(1, 8)).unsqueeze(1).expand(-1, g.num_ws, -1) for _ in range(2))
+        fixed = torch.Generator().manual_seed(0)
+        images = {}
+        for name, ws in {"a": a, "b": b, "mix": torch.cat([a[:, :4], b[:, 4:]], dim=1)}.items():
+            images[name] = g(ws=ws, generator=fixed.manual_seed(0))
+    assert not torch.equal(images["mix"], images["a"]) and not torch.equal(images["mix"], images["b"])
+
+
+def test_lazy_r1_runs_every_n_iterations_and_is_scaled_by_n(tmp_path):
+    out = tmp_path / "run"
+    config = {**TINY, "r1_every": 3, "r1_gamma": 2.0}
+    Trainer("stylegan2", config, dcgan_train(steps=7, log_every=1), data="mnist-4k?n=64", out=out).fit()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "r1_penalty" in line] == [1, 4, 7]  # iterations 0, 3, 6 (0-based)
+    model = ganzoo.create_model("stylegan2", resolution=32, channels=1, **config)
+    images = torch.rand(4, 1, 32, 32) * 2 - 1
+    loss, logs = model.plugin.r1_loss(model.nets, {"image": images}, _context(model))
+    assert loss.item() == pytest.approx(0.5 * 2.0 * 3 * logs["r1_penalty"].item())
+    assert [s.name for s in model.plugin.schedule(model.config)] == ["discriminator", "r1", "generator"]
+    assert [s.name for s in model.plugin.schedule(ganzoo.config.replace_config(model.config, {"r1_gamma": 0}))] == [
+        "discriminator",
+        "generator",
+    ]
+
+
+def test_update_steps_that_run_every_n_iterations():
+    step = UpdateStep("r1", ("discriminator",), lambda *a: None, every=4, steps=(2, None))
+    assert [i for i in range(12) if step.runs_at(i)] == [2, 6, 10]
+    with pytest.raises(ValueError, match="must run every 1 or more iterations"):
+        UpdateStep("r1", ("discriminator",), lambda *a: None, every=0)
