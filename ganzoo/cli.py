@@ -272,6 +272,12 @@ def finetune(
 @click.option("--label", type=int, default=None, help="conditional models: draw this class only")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="text models [1.0]")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="text models: only the k likeliest tokens")
+@click.option(
+    "--truncation",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="models that support it (stylegan2): psi in [0, 1], 1 as trained, 0 the mean sample",
+)
 def sample(
     source: str,
     n: int,
@@ -282,6 +288,7 @@ def sample(
     label: int | None,
     temperature: float | None,
     top_k: int | None,
+    truncation: float | None,
 ) -> None:
     """Draw samples from a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
     user/name[@revision]).
@@ -296,6 +303,8 @@ def sample(
     if out is not None and Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
         raise UsageError(f"--out {out}: accepted file types are {', '.join(IMAGE_SUFFIXES)} (images) and .txt (text)")
     model = load_pretrained(source, device=resolve_device(device))
+    if truncation is not None and not model.plugin.truncation:
+        raise UsageError(f"{model.plugin.name} does not support --truncation (style-based models such as stylegan2 do)")
     if model.plugin.modality == "text":
         if label is not None:
             raise UsageError(f"{model.plugin.name} is not a conditional model; it takes no --label")
@@ -309,7 +318,8 @@ def sample(
     elif temperature is not None or top_k is not None:
         raise UsageError(f"--temperature and --top-k are for text models; {model.plugin.name} is an image model")
     else:
-        samples, per_row = model.sample_grid(n, seed=seed, label=label, use_ema=not no_ema)
+        options = {} if truncation is None else {"truncation": truncation}
+        samples, per_row = model.sample_grid(n, seed=seed, label=label, use_ema=not no_ema, **options)
     path = save_samples(samples, Path(out or "samples.png"), per_row)
     click.echo(f"samples: {path}")
 
@@ -352,6 +362,7 @@ def eval_command(
     import json
 
     from ganzoo.engine.checkpoint import write_text_atomic
+    from ganzoo.engine.logging import bar_is_readable
     from ganzoo.engine.precision import resolve_device
     from ganzoo.hub import load_pretrained
     from ganzoo.metrics.evaluation import default_metrics, evaluate, parse_metrics, record_evaluation
@@ -362,7 +373,8 @@ def eval_command(
     names = list(parse_metrics(metrics if metrics is not None else default_metrics(model.plugin.modality)))
     if model.conditional and "accuracy" not in names and features == "digits":
         names.append("accuracy")
-    result = evaluate(model, data, names, features, n, batch_size, seed, weights, use_ema=not no_ema, progress=True)
+    shown = bar_is_readable()  # progress bars on a terminal only (their redraws garble logs)
+    result = evaluate(model, data, names, features, n, batch_size, seed, weights, use_ema=not no_ema, progress=shown)
     rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in result.items()]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

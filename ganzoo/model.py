@@ -96,16 +96,16 @@ class GANModel:
         return out.float().cpu() if isinstance(out, torch.Tensor) else out
 
     def sample_grid(
-        self, n: int, seed: int | None = None, label: int | None = None, use_ema: bool = True
+        self, n: int, seed: int | None = None, label: int | None = None, use_ema: bool = True, **options: Any
     ) -> tuple[torch.Tensor | list[str], int | None]:
         """n samples for a grid and its images per row: for a conditional model, `label`'s class only, or (no
         label) one column per class (the labels cycle 0, 1, ..., K-1); otherwise in rows of the plugin's
-        `grid_columns` (None: a square grid)."""
+        `grid_columns` (None: a square grid). `options` go to `sample` (e.g. `truncation`)."""
         classes = self.num_classes
         if not self.conditional:
             if label is not None:
                 raise UsageError(f"{self.plugin.name} is not a conditional model; it takes no label")
-            return self.sample(n, seed=seed, use_ema=use_ema), self.plugin.grid_columns
+            return self.sample(n, seed=seed, use_ema=use_ema, **options), self.plugin.grid_columns
         if label is not None:
             if not 0 <= label < classes:
                 names = [str(name) for name in self.data_info.extras.get("class_names") or []]
@@ -113,9 +113,10 @@ class GANModel:
                 named = f" ({', '.join(f'{i}: {name}' for i, name in enumerate(names))})" if renamed else ""
                 raise UsageError(f"label {label} is not one of the model's classes 0-{classes - 1}{named}")
             labels = torch.full((n,), label, dtype=torch.long)
-            return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema), None
+            return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema, **options), None
         labels = torch.arange(n) % classes
-        return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema), min(n, classes)
+        samples = self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema, **options)
+        return samples, min(n, classes)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Every tensor of every network keyed `role.name`, EMA copies as `role_ema.name`."""

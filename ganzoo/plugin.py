@@ -172,6 +172,9 @@ class GANPlugin:
     of the classes both have (class re-heading). None: no such field, so no re-heading."""
     default_data: ClassVar[str | None] = None
     """The data spec `ganzoo train` uses without --data (None: the embedded `mnist-4k` digits)."""
+    truncation: ClassVar[bool] = False
+    """True when `sample` takes `truncation=psi` in [0, 1] (`ganzoo sample --truncation`): psi 1 draws from the
+    model as trained, 0 its mean sample (StyleGAN's truncation of w towards its mean)."""
     grid_columns: ClassVar[int | None] = None
     """Images per row of sample grids when the samples come in groups (e.g. input, translation, reconstruction);
     None: a square grid."""

@@ -174,6 +174,7 @@ def test_eval_cli_prints_a_table_writes_json_and_records_the_run(dcgan_run, tmp_
     json_out = tmp_path / "scores.json"
     result = invoke("eval", dcgan_run, "--data", HELD_OUT, "--n", 200, "--json", json_out)
     assert result.exit_code == 0, result.output
+    assert "\r" not in result.output and "generating" not in result.output  # no bars when stderr is no terminal
     for name in ("fid", "kid_mean", "kid_std", "precision", "recall", "reference_n"):
         assert any(line.split()[:1] == [name] for line in result.output.splitlines()), result.output
     scores = json.loads(json_out.read_text())

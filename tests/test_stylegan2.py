@@ -104,3 +104,42 @@ def test_update_steps_that_run_every_n_iterations():
     assert [i for i in range(12) if step.runs_at(i)] == [2, 6, 10]
     with pytest.raises(ValueError, match="must run every 1 or more iterations"):
         UpdateStep("r1", ("discriminator",), lambda *a: None, every=0)
+
+
+def test_truncation_psi_0_is_the_mean_image_and_psi_1_the_untruncated_samples(tmp_path):
+    model = ganzoo.create_model("stylegan2", resolution=32, channels=1, **TINY)
+    g = model.ema["generator"]
+    g.mapping.w_avg.copy_(torch.randn(8))  # as training leaves it: the running mean of w
+    untruncated = model.sample(4, seed=0)
+    assert torch.equal(model.sample(4, seed=0, truncation=1.0), untruncated)
+    mean = model.sample(4, seed=0, truncation=0.0)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        torch.randn(4, 8, generator=generator)  # (the z that psi 0 ignores)
+        expected = g.eval()(ws=g.mapping.w_avg.expand(4, g.num_ws, -1), generator=generator)
+    assert torch.allclose(mean, expected, atol=1e-6)
+    half = model.sample(4, seed=0, truncation=0.5)
+    assert (half - mean).abs().mean() < (untruncated - mean).abs().mean()  # closer to the mean image
+    with pytest.raises(ganzoo.UsageError, match=r"truncation=1.5 must be in \[0, 1\]"):
+        model.sample(2, truncation=1.5)
+
+
+def test_the_sample_command_takes_truncation_for_stylegan2_only(tmp_path):
+    from click.testing import CliRunner
+
+    from ganzoo.cli import cli
+
+    out = tmp_path / "run"
+    Trainer("stylegan2", TINY, dcgan_train(steps=1), data="mnist-4k?n=16", out=out).fit()
+    result = CliRunner().invoke(
+        cli, ["sample", str(out), "--truncation", "0.7", "--n", "4", "--out", str(tmp_path / "t.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "t.png").is_file()
+    dcgan = tmp_path / "dcgan"
+    Trainer("dcgan", {"g_width": 4, "d_width": 4, "latent_dim": 8}, dcgan_train(steps=1), out=dcgan).fit()
+    result = CliRunner().invoke(cli, ["sample", str(dcgan), "--truncation", "0.7"])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip() == "Error: dcgan does not support --truncation (style-based models such as stylegan2 do)"
+    )

@@ -22,7 +22,7 @@ from tqdm.std import tqdm as terminal_tqdm
 from ganzoo.engine.checkpoint import atomic_path, write_text_atomic
 
 
-def _bar_is_readable() -> bool:
+def bar_is_readable() -> bool:
     """True on a terminal or in a notebook (tqdm's widget), where a progress bar redraws in place."""
     return sys.stderr.isatty() or auto_tqdm is not terminal_tqdm
 
@@ -41,7 +41,7 @@ class RunLogger:
             kept = "".join(line + "\n" for line in _logged_lines(self.path) if json.loads(line)["step"] <= start_step)
             write_text_atomic(self.path, kept)
         self._file = self.path.open("a", encoding="utf-8")
-        bar = progress and _bar_is_readable()
+        bar = progress and bar_is_readable()
         self._lines = progress and not bar
         self._total = total_steps
         self._step = start_step  # the step of the latest `log`, which the values given to `show` belong to

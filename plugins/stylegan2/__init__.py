@@ -7,7 +7,7 @@ logistic loss, and lazy R1: a separate update every `r1_every` iterations whose 
 
 Resolutions 32 to 256 (powers of two; data at another size is resized, e.g. the 28 px digits to 32). Defaults are
 sized for a CPU (widths 64, latent and w 64, 4 mapping layers); the paper's FFHQ networks are 512 wide with 8
-mapping layers. Not yet here (issue 18): path length regularisation, truncation and the other sampling tools,
+mapping layers. Not yet here (issue 18): path length regularisation, interpolation and style-mixing grids,
 adaptive augmentation. Built on the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in `networks.py`.
 """
 
@@ -62,6 +62,7 @@ class StyleGAN2(ImageGAN):
     version = "0.1.0"
     Config = StyleGAN2Config
     resolutions = RESOLUTIONS
+    truncation = True
 
     def resolve_config(self, config: StyleGAN2Config, data_info: DataInfo) -> StyleGAN2Config:
         resolution = config.resolution
@@ -120,16 +121,23 @@ class StyleGAN2(ImageGAN):
         fake = nets["generator"](ws=_styles(nets, ctx, ctx.batch_size))
         return generator_loss("non-saturating", nets["discriminator"](fake)), {}
 
-    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None) -> Any:
+    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None, truncation: float = 1.0) -> Any:
+        """n images; `truncation` psi moves each w towards the mean w (Karras et al. 2019): w_avg + psi (w - w_avg),
+        so psi 0 gives the mean image (up to the noise inputs) and psi 1 the untruncated samples."""
         import torch
 
         from ganzoo import UsageError
 
         if condition is not None:
             raise UsageError("stylegan2 is not a conditional model; it takes no condition")
+        if not 0 <= truncation <= 1:
+            raise UsageError(f"stylegan2 truncation={truncation} must be in [0, 1]")
         g = nets["generator"]
         z = torch.randn(n, g.latent_dim, device=next(g.parameters()).device, generator=generator)
-        return g(z, generator=generator)
+        w = g.mapping(z)
+        if truncation != 1:
+            w = g.mapping.w_avg.to(w.dtype).lerp(w, truncation)
+        return g(ws=w.unsqueeze(1).expand(-1, g.num_ws, -1), generator=generator)
 
 
 plugin = StyleGAN2()
