@@ -121,6 +121,18 @@ def test_ema_averages_with_the_configured_decay(tmp_path):
     assert 0 < torch.dist(ema, raw) < torch.dist(initial, raw)
 
 
+def test_ema_kimg_sets_the_decay_from_the_half_life_in_images(tmp_path):
+    """ema_kimg 0.008 at batch 8 is a half-life of one iteration: decay 0.5, the same averaging as ema_decay=0.5."""
+    from ganzoo.engine.trainer import ema_decay_of
+
+    assert ema_decay_of(ganzoo.TrainConfig(batch_size=64, ema_kimg=10.0)) == pytest.approx(0.5 ** (64 / 10_000))
+    assert ema_decay_of(ganzoo.TrainConfig(ema_decay=0.9)) == 0.9
+    assert ema_decay_of(ganzoo.TrainConfig(ema_kimg=0.0)) == 0.0
+    _, history, _ = _ema_history(tmp_path, steps=6, ema_kimg=0.008, ema_warmup_power=0.0, ema_decay=0.999)
+    for (_, _, ema_prev), (_, raw, ema) in itertools.pairwise(history[2:]):
+        torch.testing.assert_close(ema, 0.5 * ema_prev + 0.5 * raw, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("ema_start", [0, 2])
 def test_ema_start_counts_iterations_of_copying(tmp_path, ema_start):
     """TrainConfig.ema_start: "iterations before the EMA starts averaging (it copies the weights until then)".

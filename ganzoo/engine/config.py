@@ -30,6 +30,12 @@ class TrainConfig:
     seed: int = option(0, "seed of every random stream (weights, noise, data order)")
     deterministic: bool = option(False, "use only deterministic kernels (slower on CUDA)")
     ema_decay: float = option(0.999, "EMA decay of the generator weights; 0 turns the EMA off", min=0, max=1)
+    ema_kimg: float | None = option(
+        None,
+        "EMA half-life in thousands of images, as StyleGAN counts it (sets the decay from the batch size: "
+        "0.5^(batch / (1000 ema_kimg))); None: ema_decay",
+        min=0,
+    )
     ema_warmup_power: float = option(
         0.75, "EMA warm-up: decay = min(ema_decay, 1 - (1 + step)^-power); 0 turns the warm-up off", min=0
     )

@@ -94,6 +94,14 @@ def lr_factor(step: int, total_steps: int, schedule: str, decay_start: float) ->
     return (total_steps - step) / (total_steps - start)
 
 
+def ema_decay_of(tc: TrainConfig) -> float:
+    """The EMA's per-iteration decay: `ema_decay`, or from the half-life `ema_kimg` (thousands of images) at the
+    global batch size, 0.5^(batch / (1000 ema_kimg)) (0: no EMA)."""
+    if tc.ema_kimg is None:
+        return tc.ema_decay
+    return 0.5 ** (tc.batch_size / (1000 * tc.ema_kimg)) if tc.ema_kimg > 0 else 0.0
+
+
 def _to_device(tensor: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
     tensor = tensor.to(device, non_blocking=True)
     return tensor.contiguous(memory_format=memory_format) if tensor.ndim == 4 else tensor
@@ -385,11 +393,12 @@ class Trainer:
             if dist.enabled:
                 ddp.broadcast_module(net)
         emas = {}
-        if tc.ema_decay > 0:
+        ema_decay = ema_decay_of(tc)
+        if ema_decay > 0:
             for role in self.plugin.generator_roles:
                 emas[role] = ModelEmaV3(
                     model.nets[role],
-                    decay=tc.ema_decay,
+                    decay=ema_decay,
                     update_after_step=tc.ema_start,
                     use_warmup=tc.ema_warmup_power > 0,
                     warmup_power=tc.ema_warmup_power or 1.0,
@@ -862,4 +871,4 @@ def _gather(tensor: torch.Tensor, run: _Run) -> list[torch.Tensor]:
     return [t.cpu() for t in gathered]
 
 
-__all__ = ["TrainResult", "Trainer", "lr_factor", "split_overrides"]
+__all__ = ["TrainResult", "Trainer", "ema_decay_of", "lr_factor", "split_overrides"]
