@@ -4,7 +4,8 @@
 sets its class attributes (name, Config, `resolutions`), writes `build`, `d_loss` and `g_loss`, and inherits:
 
 - `resolve_config`: `resolution` and `channels` fields left None follow the data (else `default_resolution`,
-  `default_channels`); the engine itself fills `num_classes` from labelled data;
+  `default_channels`; with `round_up_resolution`, the data's size rounded up to the next of `resolutions`, so
+  28 px digits train a 32 px model); the engine itself fills `num_classes` from labelled data;
 - `validate`: the resolution is one of `resolutions` (None: any);
 - `schedule`: the discriminator update (repeated `config.<d_repeats_field>` times, e.g. n_critic) then the
   generator update (`g_needs_data`: whether it gets a real batch too, as relativistic losses need);
@@ -69,6 +70,8 @@ class ImageGAN(GANPlugin):
     modality: ClassVar[str] = "image"
     resolutions: ClassVar[tuple[int, ...] | None] = None
     """The image sizes the networks support (None: any)."""
+    round_up_resolution: ClassVar[bool] = False
+    """Whether a resolution left None is the data's rounded up to the next of `resolutions` (the data is resized)."""
     default_resolution: ClassVar[int] = 64
     default_channels: ClassVar[int] = 3
     d_role: ClassVar[str] = "discriminator"
@@ -90,7 +93,10 @@ class ImageGAN(GANPlugin):
     def resolve_config(self, config: Any, data_info: DataInfo) -> Any:
         filled = {}
         if hasattr(config, "resolution"):
-            filled["resolution"] = config.resolution or data_info.resolution or self.default_resolution
+            resolution = config.resolution or data_info.resolution or self.default_resolution
+            if config.resolution is None and self.round_up_resolution and self.resolutions:
+                resolution = next((r for r in sorted(self.resolutions) if r >= resolution), max(self.resolutions))
+            filled["resolution"] = resolution
         if hasattr(config, "channels"):
             filled["channels"] = config.channels or data_info.channels or self.default_channels
         return dataclasses.replace(config, **filled)

@@ -44,13 +44,8 @@ class BigGAN(ImageGAN):
     Config = BigGANConfig
     conditional = True
     resolutions = RESOLUTIONS
+    round_up_resolution = True
     d_repeats_field = "d_steps"
-
-    def resolve_config(self, config: BigGANConfig, data_info: DataInfo) -> BigGANConfig:
-        if config.resolution is None:  # the data's size rounded up to a supported one
-            size = data_info.resolution or 64
-            config = dataclasses.replace(config, resolution=next((r for r in RESOLUTIONS if r >= size), 128))
-        return super().resolve_config(config, data_info)
 
     def build(self, config: BigGANConfig, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo_plugins.biggan.networks import Discriminator, Generator

@@ -62,16 +62,14 @@ class StyleGAN2(ImageGAN):
     version = "0.1.0"
     Config = StyleGAN2Config
     resolutions = RESOLUTIONS
+    round_up_resolution = True
     truncation = True
 
     def resolve_config(self, config: StyleGAN2Config, data_info: DataInfo) -> StyleGAN2Config:
-        resolution = config.resolution
-        if resolution is None:  # the data's size rounded up to a supported power of two
-            size = data_info.resolution or 64
-            resolution = next((r for r in RESOLUTIONS if r >= size), RESOLUTIONS[-1])
-        gamma = config.r1_gamma if config.r1_gamma is not None else 0.0002 * resolution**2 / 64
-        config = dataclasses.replace(config, resolution=resolution, r1_gamma=gamma)
-        return super().resolve_config(config, data_info)
+        config = super().resolve_config(config, data_info)
+        if config.r1_gamma is not None:
+            return config
+        return dataclasses.replace(config, r1_gamma=0.0002 * config.resolution**2 / 64)  # the ADA heuristic
 
     def build(self, config: StyleGAN2Config, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo_plugins.stylegan2.networks import Discriminator, Generator
