@@ -161,6 +161,12 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
             callback=_diffaugment_policy,
             help="DiffAugment on every discriminator input: color,translation,cutout (any of them)",
         ),
+        click.option(
+            "--augment",
+            type=click.Choice(["none", "ada"]),
+            default=None,
+            help="adaptive augmentation (ADA): its strength follows D's overfitting (ada_target, ada_kimg via --set)",
+        ),
     ]
     for option in reversed(options):
         function = option(function)

@@ -7,6 +7,7 @@ import dataclasses
 from ganzoo.config import option
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUGMENTS = ("none", "ada")
 LR_SCHEDULES = ("constant", "linear-decay")
 
 
@@ -43,6 +44,17 @@ class TrainConfig:
     channels_last: bool = option(False, "store 4-D weights and image batches channels-last (faster convolutions)")
     diffaugment: str = option(
         "", "DiffAugment ops on every discriminator input, comma-separated: color, translation, cutout; empty: off"
+    )
+    augment: str = option(
+        "none",
+        "adaptive augmentation of every discriminator input (ADA, Karras et al. 2020): none, or ada (its strength p "
+        "follows the overfitting heuristic E[sign(D(real))] towards ada_target)",
+        choices=AUGMENTS,
+    )
+    ada_target: float = option(0.6, "ada: the target of E[sign(D(real))]; lower augments more", min=0, max=1)
+    ada_interval: int = option(4, "ada: iterations between adjustments of p", min=1)
+    ada_kimg: float = option(
+        100, "ada: thousands of real images it takes p to move from 0 to 1 at most (the paper's 500)", min=0.001
     )
     freeze_d: int = option(0, "FreezeD: freeze the first N discriminator blocks (fine-tuning); 0: off", min=0)
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)

@@ -30,6 +30,7 @@ from ganzoo.config import config_to_dict, replace_config
 from ganzoo.data import DataSource, resolve_data
 from ganzoo.engine import checkpoint as ckpt
 from ganzoo.engine import distributed as ddp
+from ganzoo.engine.ada import AdaptiveAugment
 from ganzoo.engine.config import TrainConfig
 from ganzoo.engine.data import BatchStream
 from ganzoo.engine.lock import RunLock
@@ -139,7 +140,8 @@ class _Run:
     frozen: list[nn.Parameter] = dataclasses.field(default_factory=list)
     """FreezeD: discriminator parameters that no optimizer updates."""
     hooks: list[Any] = dataclasses.field(default_factory=list)
-    """DiffAugment's forward pre-hooks on the discriminators, removed when training ends."""
+    """DiffAugment's or ADA's hooks on the discriminators, removed when training ends."""
+    ada: AdaptiveAugment | None = None
 
 
 class _Window:
@@ -233,7 +235,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.init = init
         self.record = dict(record or {})
-        augment.parse_policy(self.train_config.diffaugment)  # a bad policy fails here, not after loading data
+        self._check_augmentation()
         self.step = 0
         self.model: GANModel | None = None
         self.best: dict[str, Any] | None = None
@@ -243,6 +245,15 @@ class Trainer:
         self._scale_before: dict[str, float] = {}  # fp16: each update's loss scale before its step
         self._consecutive_skips: dict[str, int] = {}  # saved in checkpoints, so a resumed storm still stops
         self._lock: RunLock | None = None
+
+    def _check_augmentation(self) -> None:
+        """A bad DiffAugment policy, or augmentation of text, fails here rather than after loading data."""
+        tc = self.train_config
+        augment.parse_policy(tc.diffaugment)
+        if tc.diffaugment and tc.augment != "none":
+            raise UsageError("choose one augmentation: diffaugment or augment=ada, not both")
+        if self.plugin.modality == "text" and (tc.diffaugment or tc.augment != "none"):
+            raise UsageError(f"augmentation acts on images, and {self.plugin.name} is a text model")
 
     def _make_train_config(self, saved: Mapping[str, Any]) -> TrainConfig:
         base = replace_config(TrainConfig(), dict(self.plugin.train_defaults), what="training")
@@ -296,6 +307,7 @@ class Trainer:
         saved = self._prepare_run_dir()
         if saved is not None:
             self.train_config = self._make_train_config(saved.get("train", {}))
+            self._check_augmentation()
             self._check_resume_overrides(saved)
         tc = self.train_config
         device = resolve_device(tc.device, dist_state.local_rank)
@@ -444,6 +456,9 @@ class Trainer:
             total_steps = max(1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws)))
         per_rank_batch = tc.batch_size // dist.world_size
         context = StepContext(0, device, precision, model_config, data_info, per_rank_batch, total_steps=total_steps)
+        ada = None
+        if tc.augment == "ada":
+            ada = AdaptiveAugment(tc.ada_target, tc.ada_interval, tc.ada_kimg, tc.batch_size * draws, device)
         return _Run(
             dist=dist,
             device=device,
@@ -461,7 +476,8 @@ class Trainer:
             total_steps=total_steps,
             images_per_iteration=tc.batch_size * draws,
             frozen=frozen,
-            hooks=self._install_diffaugment(model, schedule),
+            hooks=self._install_augmentation(model, schedule, ada),
+            ada=ada,
         )
 
     def _optimizer_roles(
@@ -503,14 +519,16 @@ class Trainer:
             parameter.requires_grad_(False)
         return frozen
 
-    def _install_diffaugment(self, model: GANModel, schedule: Sequence[UpdateStep]) -> list[Any]:
-        """DiffAugment on the inputs of every trained network that is not a generator (the discriminators)."""
-        if not self.train_config.diffaugment:
+    def _install_augmentation(
+        self, model: GANModel, schedule: Sequence[UpdateStep], ada: AdaptiveAugment | None
+    ) -> list[Any]:
+        """DiffAugment or ADA on the inputs of every trained network that is not a generator (the discriminators)."""
+        tc = self.train_config
+        if not tc.diffaugment and ada is None:
             return []
-        if self.plugin.modality == "text":
-            raise UsageError(f"diffaugment augments images, and {self.plugin.name} is a text model")
         roles = sorted({r for s in schedule for r in s.networks} - set(self.plugin.generator_roles))
-        return augment.install([model.nets[role] for role in roles], self.train_config.diffaugment)
+        discriminators = [model.nets[role] for role in roles]
+        return ada.install(discriminators) if ada is not None else augment.install(discriminators, tc.diffaugment)
 
     def _restore(self, run: _Run) -> None:
         """Load the newest checkpoint that verifies (its checksums, finite weights, readable state), saying which
@@ -539,6 +557,8 @@ class Trainer:
         for name, scaler in run.scalers.items():
             if state["scalers"].get(name):
                 scaler.load_state_dict(state["scalers"][name])
+        if run.ada is not None and "ada" in state:  # (a run that starts ada on resume starts at p = 0)
+            run.ada.load_state_dict(state["ada"], run.dist.is_main)
         self._restore_rng(state["rng"], run, info["step"])
         self.step = info["step"]
         best = self.run_dir / "checkpoints" / BEST
@@ -626,6 +646,8 @@ class Trainer:
                 batch = {}
                 if update.needs_data:
                     batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
+                if run.ada is not None:
+                    run.ada.expect_real(batch)
                 loss, logs = self._update(run, update, batch)
                 if self._skipped_by_scaler(run, update):
                     window.count(f"amp/skipped/{update.name}")
@@ -634,6 +656,10 @@ class Trainer:
                 window.add(f"loss/{update.name}", loss)
                 for key, value in logs.items():
                     window.add(key, value)
+        if run.ada is not None:
+            if (self.step + 1) % run.ada.interval == 0:
+                window.add("augment/r_t", run.ada.adjust(run.dist.world_size))
+            window.add("augment/p", run.ada.p)
         if run.dist.enabled:  # before the EMA reads them: batch-norm statistics follow rank 0
             for net in run.model.nets.values():
                 ddp.broadcast_module(net, buffers_only=True)
@@ -812,6 +838,7 @@ class Trainer:
     def _save_checkpoint(self, run: _Run) -> Path:
         self._check_finite_state(run)
         rng = self._rng_state(run)
+        ada = {"ada": run.ada.state_dict(run.dist.world_size)} if run.ada is not None else {}  # collectives first
         path = self.run_dir / "checkpoints" / ckpt.step_dir_name(self.step)
         if run.dist.is_main:
             state = {
@@ -819,6 +846,7 @@ class Trainer:
                 "scalers": {name: scaler.state_dict() for name, scaler in run.scalers.items()},
                 "skips": dict(self._consecutive_skips),
                 "rng": rng,
+                **ada,
             }
             info = {
                 "step": self.step,
