@@ -92,3 +92,43 @@ def test_training_logs_the_orthogonal_penalty_and_two_d_updates(tmp_path):
     assert [
         s.repeats for s in ganzoo.get_plugin("biggan").schedule(ganzoo.create_model("biggan", DIGITS, **TINY).config)
     ] == [2, 1]
+
+
+class _Weights:
+    """Stands in for a module: `orthogonal_penalty` reads `named_parameters()` only, so gradcheck can feed it
+    float64 tensors of its own."""
+
+    def __init__(self, **tensors: torch.Tensor) -> None:
+        self.tensors = tensors
+
+    def named_parameters(self):
+        return iter(self.tensors.items())
+
+
+def test_orthogonal_penalty_gradcheck_over_several_weights_on_the_raw_weights_under_spectral_norm():
+    from ganzoo_plugins.biggan.networks import snlinear
+
+    torch.manual_seed(0)
+    conv, linear = torch.randn(3, 2, 3, 3, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    embed, bias = torch.randn(6, 4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_(True) for t in (conv, linear, embed, bias))
+
+    def penalty(conv, linear, embed, bias):  # embeddings and 1-d tensors are left out
+        return orthogonal_penalty(_Weights(conv=conv, linear=linear, embed=embed, bias=bias))
+
+    assert torch.autograd.gradcheck(penalty, inputs, eps=1e-6, atol=1e-6)
+    conv_grad, linear_grad, embed_grad, bias_grad = torch.autograd.grad(penalty(*inputs), inputs, allow_unused=True)
+    assert embed_grad is None and bias_grad is None
+    for weight, grad in ((conv, conv_grad), (linear, linear_grad)):  # the closed form 4 (W W^T * (1 - I)) W
+        w = weight.detach().flatten(1)
+        off = (w @ w.t()) * (1 - torch.eye(len(w), dtype=w.dtype))
+        assert torch.allclose(grad.flatten(1), 4 * off @ w)
+
+    layer = snlinear(5, 4)  # spectral norm divides the weight by sigma; the penalty sees the raw weight
+    with torch.no_grad():
+        layer.parametrizations.weight.original.copy_(3 * torch.randn(4, 5))
+    raw = layer.parametrizations.weight.original
+    assert orthogonal_penalty(layer).item() == pytest.approx(orthogonal_penalty(_Weights(w=raw)).item(), rel=1e-6)
+    assert orthogonal_penalty(layer).item() > 10 * orthogonal_penalty(_Weights(w=layer.weight.detach())).item()
+    (grad,) = torch.autograd.grad(orthogonal_penalty(layer), raw)
+    assert grad.abs().sum() > 0
