@@ -143,3 +143,98 @@ def test_the_sample_command_takes_truncation_for_stylegan2_only(tmp_path):
     assert (
         result.output.strip() == "Error: dcgan does not support --truncation (style-based models such as stylegan2 do)"
     )
+
+
+def test_demodulation_normalises_every_sample_and_output_channel_whatever_the_style_scale():
+    """Each (sample, output channel) of a demodulated convolution has unit variance for i.i.d. unit-variance input,
+    however far the random styles spread; scaling a sample's style leaves its demodulated output unchanged."""
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(32, 16, 3, 8)
+    with torch.no_grad():
+        conv.affine.weight.mul_(3.0)  # styles ~ N(1, 9): some channels strongly up-weighted, some near 0
+    x, w = torch.randn(8, 32, 32, 32), torch.randn(8, 8)
+    with torch.no_grad():
+        variances = conv(x, w)[:, :, 1:-1, 1:-1].var(dim=(2, 3))  # (8, 16), away from the zero padding
+        assert variances.mean().item() == pytest.approx(1.0, abs=0.05)
+        assert variances.min().item() > 0.75 and variances.max().item() < 1.25
+        scaled = ModulatedConv2d(32, 16, 3, 8)
+        scaled.load_state_dict(conv.state_dict())
+        scaled.affine.weight.mul_(5.0)
+        scaled.affine.bias.mul_(5.0)  # every style x 5
+        assert torch.allclose(scaled(x, w), conv(x, w), atol=1e-5)
+        plain, plain_scaled = ModulatedConv2d(32, 16, 3, 8, demodulate=False), ModulatedConv2d(32, 16, 3, 8, False)
+        plain.load_state_dict(conv.state_dict())
+        plain_scaled.load_state_dict(scaled.state_dict())
+        assert torch.allclose(plain_scaled(x, w), 5 * plain(x, w), atol=1e-4)  # without it, the output scales
+
+
+def test_the_r1_update_of_the_schedule_runs_at_multiples_of_r1_every():
+    model = ganzoo.create_model("stylegan2", resolution=32, channels=1, **TINY, r1_every=4)
+    schedule = {s.name: s for s in model.plugin.schedule(model.config)}
+    assert schedule["r1"].every == 4 and schedule["r1"].networks == ("discriminator",)
+    assert [i for i in range(13) if schedule["r1"].runs_at(i)] == [0, 4, 8, 12]
+    assert all(schedule[name].runs_at(i) for name in ("discriminator", "generator") for i in range(13))
+
+
+def test_minibatch_stddev_appends_the_mean_feature_std_over_strided_groups():
+    from ganzoo_plugins.stylegan2.networks import MinibatchStdDev
+
+    layer = MinibatchStdDev(group=4)
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4, requires_grad=True)
+    out = layer(x)
+    assert out.shape == (8, 4, 4, 4) and torch.equal(out[:, :3], x)
+    for m in range(2):  # 8 samples in groups of 4, strided as in StyleGAN2: samples m, m + 2, m + 4, m + 6
+        expected = (x[m::2].var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+        assert torch.allclose(out[m::2, 3], expected.expand(4, 4, 4), atol=1e-6)
+    assert not torch.allclose(out[0, 3], out[1, 3])
+    out[:, 3].sum().backward()  # D's gradient reaches every sample through the statistic
+    assert (x.grad.abs().flatten(1).sum(dim=1) > 0).all()
+    with torch.no_grad():
+        collapsed = layer(x[:2].repeat(4, 1, 1, 1))  # every group holds one image four times: no variety
+        assert collapsed[:, 3].max().item() < 1e-3
+        six = torch.randn(6, 3, 4, 4)  # the group shrinks to a divisor of the batch: 3, so groups m, m + 2, m + 4
+        expected = torch.stack([(six[m::2].var(dim=0, unbiased=False) + 1e-8).sqrt().mean() for m in range(2)])
+        assert torch.allclose(layer(six)[:, 3, 0, 0], expected.repeat(3), atol=1e-6)
+        assert torch.allclose(layer(torch.randn(5, 3, 4, 4))[:, 3], torch.tensor(1e-4))  # groups of 1: no spread
+        assert layer(torch.randn(8, 3, 4, 4).bfloat16()).dtype == torch.bfloat16
+
+
+def test_equalised_learning_rate_scales_weights_at_run_time():
+    """Weights are stored N(0, 1) / lr_mul and scaled by lr_mul / sqrt(fan_in) in the forward pass: unit-variance
+    outputs at initialisation for any fan-in, and one Adam step changes every layer's effective weights by the
+    same fraction of their scale, lr * lr_mul, whatever the fan-in (a plain layer's fraction grows with it)."""
+    from torch import nn
+
+    from ganzoo_plugins.stylegan2.networks import EqualConv2d, EqualLinear
+
+    torch.manual_seed(0)
+    lr = 1e-3
+    for fan_in, lr_mul in [(16, 1.0), (1024, 1.0), (256, 0.01)]:
+        layer = EqualLinear(fan_in, 64, lr_mul=lr_mul, bias_init=0.5)
+        assert layer.weight.std().item() == pytest.approx(1 / lr_mul, rel=0.1)
+        assert torch.allclose(layer.bias * layer.lr_mul, torch.full((64,), 0.5))
+        x = torch.randn(2048, fan_in)
+        y = layer(x)
+        assert torch.allclose(y, x @ (layer.weight * lr_mul / fan_in**0.5).t() + 0.5, atol=1e-4)
+        assert (y - 0.5).var().item() == pytest.approx(1.0, rel=0.1)
+        before = (layer.weight * layer.scale).detach().clone()
+        optimizer = torch.optim.Adam(layer.parameters(), lr=lr)
+        y.square().mean().backward()
+        optimizer.step()
+        change = ((layer.weight * layer.scale).detach() - before).abs().mean() / before.std()
+        assert change.item() == pytest.approx(lr * lr_mul, rel=0.1)
+    plain = [nn.Linear(fan_in, 64) for fan_in in (16, 1024)]  # PyTorch's init: std ~ 1 / sqrt(3 fan_in)
+    changes = []
+    for layer in plain:
+        before = layer.weight.detach().clone()
+        optimizer = torch.optim.Adam(layer.parameters(), lr=lr)
+        layer(torch.randn(2048, layer.in_features)).square().mean().backward()
+        optimizer.step()
+        changes.append(((layer.weight.detach() - before).abs().mean() / before.std()).item())
+    assert changes[1] > 5 * changes[0]  # sqrt(1024 / 16) = 8 times as fast for the wide layer
+    conv = EqualConv2d(32, 16, 3)
+    assert conv.scale == pytest.approx(1 / (32 * 9) ** 0.5)
+    x = torch.randn(4, 32, 16, 16)
+    assert torch.allclose(conv(x), torch.nn.functional.conv2d(x, conv.weight * conv.scale, conv.bias, padding=1))
+    assert conv(x)[:, :, 1:-1, 1:-1].var().item() == pytest.approx(1.0, rel=0.1)
