@@ -1,4 +1,5 @@
-"""Adversarial losses chosen by name in any plugin's config, and the gradient penalties (WGAN-GP, R1, R2).
+"""Adversarial losses chosen by name in any plugin's config, the gradient penalties (WGAN-GP, R1, R2) and
+StyleGAN2's path lengths (`path_lengths`).
 
 Each loss takes discriminator logits and returns a scalar computed in float32, so that bf16/fp16 autocast never
 rounds the loss itself. `discriminator_loss(name, real, fake)` and `generator_loss(name, fake, real)` dispatch by
@@ -205,3 +206,17 @@ def gradient_penalty(
         raise ValueError(f"{kind} with outputs=... needs the inputs made with requires_grad_(True) before D saw them")
     grad = input_gradients(outputs, inputs, scaler)
     return grad.flatten(1).square().sum(dim=1).mean()
+
+
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, scaler: Any = None) -> torch.Tensor:
+    """Per-sample path lengths of a style-based generator (Karras et al. 2020, section 3.2): ||J_w^T y||_2 with
+    y ~ N(0, I) / sqrt(H W) drawn from torch's global generator, i.e. how far a random image-space direction
+    pulls the styles. `ws` (N, num_ws, w_dim) must be in the graph that made `images`; the squared lengths are
+    summed over w_dim and averaged over the layers. Float32, with a graph for backprop; `scaler` as in
+    `input_gradients` (the inner gradient is taken scaled under fp16, then unscaled)."""
+    height, width = images.shape[-2:]
+    direction = torch.randn(images.shape, device=images.device) / (height * width) ** 0.5
+    scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
+    projected = (images.float() * direction).sum()
+    (grad,) = torch.autograd.grad(projected * scale if scale != 1.0 else projected, ws, create_graph=True)
+    return (grad.float() / scale).square().sum(dim=2).mean(dim=1).sqrt()

@@ -171,3 +171,38 @@ def test_unknown_penalties_and_a_wgan_gp_without_fakes_are_refused():
         losses.gradient_penalty(lambda x: x.sum(1), torch.randn(2, 2), "r3")
     with pytest.raises(ValueError, match="takes real inputs and fake="):
         losses.gradient_penalty(lambda x: x.sum(1), torch.randn(2, 2), "wgan-gp")
+
+
+class _FixedScale:
+    """A GradScaler stand-in with a large fixed scale (what fp16 training hands a loss as ctx.scaler)."""
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def get_scale(self) -> float:
+        return 2.0**16
+
+
+def test_path_lengths_of_a_linear_generator_by_hand():
+    """images = w A per sample: J^T y = A y, so the path length is ||A y|| for the drawn direction y; the same
+    under a scaler (scaled, then unscaled), averaged over the layers, and differentiable in A."""
+    height = width = 4
+    a = torch.randn(3, height * width, requires_grad=True)
+    w = torch.randn(5, 3)
+    ws = w[:, None, :].expand(-1, 2, -1).clone().requires_grad_(True)  # two layers of the same style
+
+    def generate(ws: torch.Tensor) -> torch.Tensor:
+        return (ws.mean(dim=1) @ a).view(5, 1, height, width)
+
+    torch.manual_seed(0)
+    lengths = losses.path_lengths(generate(ws), ws)
+    torch.manual_seed(0)
+    direction = torch.randn(5, 1, height, width).flatten(1) / math.sqrt(height * width)
+    # d(sum image * y)/d ws[:, layer] = (A y) / 2 for each of the two layers; summed over w_dim, meaned over layers
+    expected = ((direction @ a.detach().T) / 2).square().sum(dim=1).sqrt()
+    assert torch.allclose(lengths, expected, atol=1e-6)
+    torch.manual_seed(0)
+    scaled = losses.path_lengths(generate(ws), ws, _FixedScale())
+    assert torch.allclose(scaled, lengths, rtol=1e-6)
+    lengths.sum().backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
