@@ -19,10 +19,15 @@ from ganzoo import __version__
 from ganzoo.errors import GanzooError, UsageError
 
 if TYPE_CHECKING:
+    import torch
+
     from ganzoo.config import FieldDoc
     from ganzoo.engine.trainer import Trainer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+ANIMATION_SUFFIXES = (".png", ".gif")
+FRAME_MS = 100
+"""How long `sample --interpolate` shows each frame (10 frames a second)."""
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -268,11 +273,57 @@ def finetune(
     _fit(plan.trainer)
 
 
+def _grid_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    rows, _, columns = value.lower().partition("x")
+    if not (rows.isdigit() and columns.isdigit() and int(rows) > 0 and int(columns) > 0):
+        raise click.BadParameter(f"{value!r} is not ROWSxCOLUMNS, e.g. 3x5", ctx, param)
+    return int(rows), int(columns)
+
+
+def _save_animation(frames: torch.Tensor, path: Path, per_row: int | None) -> Path:
+    """Write (frames, n, C, H, W) images in [-1, 1] as a looping animation of grids (as `save_samples` tiles
+    them), FRAME_MS per frame: an animated PNG, or a GIF when `path` ends in .gif. Pillow shows identical
+    consecutive frames as one frame that lasts longer."""
+    from PIL import Image
+
+    from ganzoo.engine.checkpoint import atomic_path
+    from ganzoo.engine.logging import image_grid
+
+    images = []
+    for frame in frames:
+        grid = image_grid(frame, per_row).mul(255).add(0.5).clamp(0, 255).byte()  # as torchvision's save_image
+        images.append(Image.fromarray(grid.permute(1, 2, 0).squeeze(2).numpy()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = "GIF" if path.suffix.lower() == ".gif" else "PNG"
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format=kind, save_all=True, append_images=images[1:], duration=FRAME_MS, loop=0)
+    return path
+
+
+def _check_sample_options(out: str | None, n: int | None, interpolate: int | None, mix: Any, label: int | None) -> None:
+    """The usage errors of `sample` that need no model: conflicting options and --out's file type."""
+    if interpolate is not None and mix is not None:
+        raise UsageError("--interpolate and --mix draw different pictures; give one of them")
+    if mix is not None and (n is not None or label is not None):
+        raise UsageError("--mix takes no --n or --label: its grid of unconditional images is --mix ROWSxCOLUMNS")
+    accepted = ANIMATION_SUFFIXES if interpolate else IMAGE_SUFFIXES if mix else (*IMAGE_SUFFIXES, ".txt")
+    if out is not None and Path(out).suffix.lower() not in accepted:
+        kinds = "an animation" if interpolate else "a style-mixing grid" if mix else "samples (images or text)"
+        raise UsageError(f"--out {out}: accepted file types are {', '.join(accepted)} for {kinds}")
+
+
 @cli.command()
 @click.argument("source")
-@click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True, help="number of samples")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None, help="samples [64], or --interpolate walks [1]")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="image or .txt file [default: samples.png]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="image or .txt file [default: samples.png, interpolation.png, style-mixing.png]",
+)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-ema", is_flag=True, help="sample the raw generator instead of its EMA")
 @click.option("--label", type=int, default=None, help="conditional models: draw this class only")
@@ -282,11 +333,27 @@ def finetune(
     "--truncation",
     type=click.FloatRange(0, 1),
     default=None,
-    help="models that support it (stylegan2): psi in [0, 1], 1 as trained, 0 the mean sample",
+    help="models that support it (stylegan2, biggan): psi in [0, 1], 1 as trained, 0 the mean sample",
+)
+@click.option(
+    "--interpolate",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="FRAMES",
+    help="an animation of FRAMES frames looping through latent space (.png: animated PNG, or .gif)",
+)
+@click.option(
+    "--mix",
+    is_flag=False,
+    flag_value="4x4",
+    default=None,
+    callback=_grid_size,
+    metavar="[ROWSxCOLUMNS]",
+    help="style-based models (stylegan2): a style-mixing grid, coarse styles by row, fine by column [4x4]",
 )
 def sample(
     source: str,
-    n: int,
+    n: int | None,
     seed: int,
     out: str | None,
     device: str,
@@ -295,22 +362,37 @@ def sample(
     temperature: float | None,
     top_k: int | None,
     truncation: float | None,
+    interpolate: int | None,
+    mix: tuple[int, int] | None,
 ) -> None:
     """Draw samples from a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
     user/name[@revision]).
 
     A conditional model draws --label's class, or without --label all its classes (one column per class). A text
-    model prints its samples one per line, or writes them to --out FILE.txt.
+    model prints its samples one per line, or writes them to --out FILE.txt. --interpolate FRAMES writes an
+    animation of --n walks (default 1), each a loop of spherical interpolations through 4 latents (keypoint i:
+    the latents of --seed + i). --mix draws StyleGAN's style-mixing grid.
     """
     from ganzoo.engine.logging import save_samples
     from ganzoo.engine.precision import resolve_device
     from ganzoo.hub import load_pretrained
 
-    if out is not None and Path(out).suffix.lower() not in (*IMAGE_SUFFIXES, ".txt"):
-        raise UsageError(f"--out {out}: accepted file types are {', '.join(IMAGE_SUFFIXES)} (images) and .txt (text)")
+    _check_sample_options(out, n, interpolate, mix, label)
     model = load_pretrained(source, device=resolve_device(device))
     if truncation is not None and not model.plugin.truncation:
-        raise UsageError(f"{model.plugin.name} does not support --truncation (style-based models such as stylegan2 do)")
+        raise UsageError(f"{model.plugin.name} does not support --truncation (stylegan2 and biggan do)")
+    if model.plugin.modality != "text" and (temperature is not None or top_k is not None):
+        raise UsageError(f"--temperature and --top-k are for text models; {model.plugin.name} is an image model")
+    options = {} if truncation is None else {"truncation": truncation}
+    if interpolate is not None:
+        frames, per_row = model.interpolate(interpolate, n or 1, seed, label, use_ema=not no_ema, **options)
+        click.echo(f"animation: {_save_animation(frames, Path(out or 'interpolation.png'), per_row)}")
+        return
+    if mix is not None:
+        grid = model.style_mixing_grid(*mix, seed=seed, use_ema=not no_ema, **options)
+        click.echo(f"style mixing: {save_samples(grid, Path(out or 'style-mixing.png'), mix[1] + 1)}")
+        return
+    n = n or 64
     if model.plugin.modality == "text":
         if label is not None:
             raise UsageError(f"{model.plugin.name} is not a conditional model; it takes no --label")
@@ -321,10 +403,7 @@ def sample(
         if out is None:
             click.echo("\n".join(samples))
             return
-    elif temperature is not None or top_k is not None:
-        raise UsageError(f"--temperature and --top-k are for text models; {model.plugin.name} is an image model")
     else:
-        options = {} if truncation is None else {"truncation": truncation}
         samples, per_row = model.sample_grid(n, seed=seed, label=label, use_ema=not no_ema, **options)
     path = save_samples(samples, Path(out or "samples.png"), per_row)
     click.echo(f"samples: {path}")

@@ -10,12 +10,14 @@ sets its class attributes (name, Config, `resolutions`), writes `build`, `d_loss
 - `schedule`: the discriminator update (repeated `config.<d_repeats_field>` times, e.g. n_critic) then the
   generator update (`g_needs_data`: whether it gets a real batch too, as relativistic losses need);
 - `optimizers`: Adam with `lr_g` / `lr_d` (or one `lr`) and `betas` from the config;
-- `sample`: z of the generator's `latent_dim` from the seeded `generator`, and class labels (given, or cycling
-  0..K-1) when the generator has a positive `num_classes`;
+- `sample`: `synthesize(latents(n))`, one code path for samples and interpolations: `latents` draws z ~ N(0, I)
+  of the generator's `latent_dim` (`latent_size`) from the seeded `generator`, and `synthesize` runs the
+  generator on z, with class labels (given, or cycling 0..K-1) when the generator has a positive `num_classes`;
 - `frozen_d_blocks`: the discriminator's `blocks` (an `nn.ModuleList`, input to output) when it has them.
 
 The helpers `latent(ctx, n)`, `random_labels(ctx, n)` and `class_labels(condition, n, num_classes)` draw noise and
-labels the way exact resume needs (torch's global generator inside losses, the caller's generator in sample).
+labels the way exact resume needs (torch's global generator inside losses, the caller's generator in sample);
+`slerp(a, b, t)` interpolates latents spherically.
 This module does not import torch at import time, so `ganzoo list` stays fast.
 """
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ImageGAN", "class_labels", "latent", "random_labels"]
+__all__ = ["ImageGAN", "class_labels", "latent", "random_labels", "slerp"]
 
 
 def latent(ctx: StepContext, n: int) -> torch.Tensor:
@@ -62,6 +64,22 @@ def class_labels(condition: Any, n: int, num_classes: int, device: Any = None, n
     if len(labels) != n or labels.min() < 0 or labels.max() >= num_classes:
         raise UsageError(f"{name} labels must be {n} class numbers in 0..{num_classes - 1}")
     return labels
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from `a` (t = 0) to `b` (t = 1) along the last dimension (Shoemake 1985; White 2016
+    for GAN latents): the weights sin((1 - t) theta) / sin theta and sin(t theta) / sin theta, theta the angle
+    between a and b, keep vectors of equal norm at that norm (a straight line would pass nearer the origin than
+    Gaussian latents ever lie). Both ends are exact; (nearly) parallel vectors are interpolated linearly."""
+    import torch
+
+    norms = (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True)).clamp_min(1e-12)
+    theta = torch.arccos(((a * b).sum(dim=-1, keepdim=True) / norms).clamp(-1, 1))
+    sin = torch.sin(theta)
+    parallel = sin < 1e-6
+    weight_a = torch.where(parallel, 1 - t, torch.sin((1 - t) * theta) / sin)
+    weight_b = torch.where(parallel, t, torch.sin(t * theta) / sin)
+    return weight_a * a + weight_b * b
 
 
 class ImageGAN(GANPlugin):
@@ -121,24 +139,43 @@ class ImageGAN(GANPlugin):
             lr_g = lr_d = config.lr
         return {"generator": OptimizerSpec(lr=lr_g, betas=betas), self.d_role: OptimizerSpec(lr=lr_d, betas=betas)}
 
+    def latent_size(self, nets: Mapping[str, nn.Module]) -> int:
+        return nets["generator"].latent_dim
+
+    def latents(
+        self, nets: Mapping[str, nn.Module], n: int, generator: torch.Generator | None = None, **options: Any
+    ) -> torch.Tensor:
+        """z ~ N(0, I) (n, latent_size) on the generator's device; `options` (sample's) are synthesize's."""
+        import torch
+
+        device = next(nets["generator"].parameters()).device
+        return torch.randn(n, self.latent_size(nets), device=device, generator=generator)
+
+    def synthesize(
+        self,
+        nets: Mapping[str, nn.Module],
+        z: torch.Tensor,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        g = nets["generator"]
+        classes = getattr(g, "num_classes", None) or 0
+        if classes <= 0:
+            if condition is not None:
+                raise UsageError(f"{self.name} is not a conditional model; it takes no condition")
+            return g(z)
+        return g(z, class_labels(condition, len(z), classes, z.device, self.name))
+
     def sample(
         self,
         nets: Mapping[str, nn.Module],
         n: int,
         condition: Any = None,
         generator: torch.Generator | None = None,
+        **options: Any,
     ) -> torch.Tensor:
-        import torch
-
-        g = nets["generator"]
-        device = next(g.parameters()).device
-        z = torch.randn(n, g.latent_dim, device=device, generator=generator)
-        classes = getattr(g, "num_classes", None) or 0
-        if classes <= 0:
-            if condition is not None:
-                raise UsageError(f"{self.name} is not a conditional model; it takes no condition")
-            return g(z)
-        return g(z, class_labels(condition, n, classes, device, self.name))
+        z = self.latents(nets, n, generator, **options)
+        return self.synthesize(nets, z, condition, generator, **options)
 
     def frozen_d_blocks(self, nets: Mapping[str, nn.Module]) -> list[nn.Module]:
         return list(getattr(nets[self.d_role], "blocks", ()))

@@ -7,10 +7,11 @@ the plugin named in config.json must be installed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ganzoo.engine.checkpoint import (
     split_roles,
 )
 from ganzoo.errors import GanzooError, PluginError, UsageError
+from ganzoo.kit import slerp
 from ganzoo.plugin import DataInfo, GANPlugin
 from ganzoo.registry import get_plugin, list_models
 
@@ -75,25 +77,49 @@ class GANModel:
             nets.update(self.ema)
         return nets
 
+    @contextlib.contextmanager
+    def _sampling(self, use_ema: bool) -> Iterator[dict[str, nn.Module]]:
+        """The sampling networks in eval mode for the block, then back in the modes they were in."""
+        nets = self.sampling_nets(use_ema)
+        modes = {role: net.training for role, net in nets.items()}
+        for net in nets.values():
+            net.eval()
+        try:
+            yield nets
+        finally:
+            for role, net in nets.items():
+                net.train(modes[role])
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        return None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+
     @torch.no_grad()
     def sample(
         self, n: int, seed: int | None = None, condition: Any = None, use_ema: bool = True, **options: Any
     ) -> torch.Tensor | list[str]:
         """n samples from the (EMA) generator in eval mode; images in [-1, 1] on the CPU, or strings. `options`
         go to the plugin's `sample` (text: `temperature`, `top_k`)."""
-        nets = self.sampling_nets(use_ema)
-        modes = {role: net.training for role, net in nets.items()}
-        for net in nets.values():
-            net.eval()
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-        try:
-            out = self.plugin.sample(nets, n, condition=condition, generator=generator, **options)
-        finally:
-            for role, net in nets.items():
-                net.train(modes[role])
+        with self._sampling(use_ema) as nets:
+            out = self.plugin.sample(nets, n, condition=condition, generator=self._generator(seed), **options)
         return out.float().cpu() if isinstance(out, torch.Tensor) else out
+
+    def _grid_condition(self, n: int, label: int | None) -> tuple[torch.Tensor | None, int | None]:
+        """The labels of n grid images and the images per row: for a conditional model, `label`'s class (a
+        free layout), or without one the classes cycling 0, 1, ..., K-1 (one column per class); otherwise no
+        labels, in rows of the plugin's `grid_columns`."""
+        classes = self.num_classes
+        if not self.conditional:
+            if label is not None:
+                raise UsageError(f"{self.plugin.name} is not a conditional model; it takes no label")
+            return None, self.plugin.grid_columns
+        if label is None:
+            return (torch.arange(n) % classes).to(self.device), min(n, classes)
+        if not 0 <= label < classes:
+            names = [str(name) for name in self.data_info.extras.get("class_names") or []]
+            renamed = names and names != [str(i) for i in range(classes)]
+            named = f" ({', '.join(f'{i}: {name}' for i, name in enumerate(names))})" if renamed else ""
+            raise UsageError(f"label {label} is not one of the model's classes 0-{classes - 1}{named}")
+        return torch.full((n,), label, dtype=torch.long, device=self.device), None
 
     def sample_grid(
         self, n: int, seed: int | None = None, label: int | None = None, use_ema: bool = True, **options: Any
@@ -101,22 +127,61 @@ class GANModel:
         """n samples for a grid and its images per row: for a conditional model, `label`'s class only, or (no
         label) one column per class (the labels cycle 0, 1, ..., K-1); otherwise in rows of the plugin's
         `grid_columns` (None: a square grid). `options` go to `sample` (e.g. `truncation`)."""
-        classes = self.num_classes
-        if not self.conditional:
-            if label is not None:
-                raise UsageError(f"{self.plugin.name} is not a conditional model; it takes no label")
-            return self.sample(n, seed=seed, use_ema=use_ema, **options), self.plugin.grid_columns
-        if label is not None:
-            if not 0 <= label < classes:
-                names = [str(name) for name in self.data_info.extras.get("class_names") or []]
-                renamed = names and names != [str(i) for i in range(classes)]
-                named = f" ({', '.join(f'{i}: {name}' for i, name in enumerate(names))})" if renamed else ""
-                raise UsageError(f"label {label} is not one of the model's classes 0-{classes - 1}{named}")
-            labels = torch.full((n,), label, dtype=torch.long)
-            return self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema, **options), None
-        labels = torch.arange(n) % classes
-        samples = self.sample(n, seed=seed, condition=labels.to(self.device), use_ema=use_ema, **options)
-        return samples, min(n, classes)
+        condition, per_row = self._grid_condition(n, label)
+        return self.sample(n, seed=seed, condition=condition, use_ema=use_ema, **options), per_row
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        frames: int,
+        n: int = 1,
+        seed: int = 0,
+        label: int | None = None,
+        keypoints: int = 4,
+        use_ema: bool = True,
+        **options: Any,
+    ) -> tuple[torch.Tensor, int | None]:
+        """An animation through latent space, (frames, n, C, H, W) in [-1, 1] on the CPU, and its images per row
+        (as `sample_grid`'s, whose `label` it takes: each walk keeps its class). Each of the n walks is a loop of
+        spherical interpolations (`ganzoo.kit.slerp`) through `keypoints` latents (at most `frames`): keypoint i
+        holds the latents `sample(n, seed=seed + i)` draws, so frame 0 is `sample_grid(n, seed, label)`, and every
+        frame draws its other randomness (stylegan2's noise inputs) as frame 0 does, so only the latents move.
+        `options` go to the plugin's `latents` and `synthesize` (e.g. `truncation`)."""
+        if frames < 2 or keypoints < 2:
+            raise UsageError(f"an interpolation needs 2 frames and 2 keypoints or more, got {frames} and {keypoints}")
+        condition, per_row = self._grid_condition(n, label)
+        with self._sampling(use_ema) as nets:
+            if self.plugin.latent_size(nets) is None:
+                raise UsageError(
+                    f"{self.plugin.name} draws its samples from no latent to interpolate; --interpolate needs an "
+                    "image GAN such as dcgan or stylegan2"
+                )
+            generators = [self._generator(seed + i) for i in range(min(keypoints, frames))]
+            keys = [self.plugin.latents(nets, n, generator, **options) for generator in generators]
+            first, noise = generators[0], generators[0].get_state()
+            images = []
+            for z in _loop(keys, frames):
+                first.set_state(noise)
+                images.append(self.plugin.synthesize(nets, z, condition, first, **options).float().cpu())
+        return torch.stack(images), per_row
+
+    @torch.no_grad()
+    def style_mixing_grid(
+        self, rows: int = 4, columns: int = 4, seed: int = 0, use_ema: bool = True, **options: Any
+    ) -> torch.Tensor:
+        """StyleGAN's style-mixing figure (Karras et al. 2019, figure 3) as (rows + 1) (columns + 1) images in
+        [-1, 1] on the CPU, `columns + 1` per row: a blank corner, the column sources along the top, then each row
+        source followed by its mixes (its coarse styles with each column's fine ones; `GANPlugin.mix_styles`).
+        `options` go to `mix_styles` (e.g. `truncation`)."""
+        if rows < 1 or columns < 1:
+            raise UsageError(f"a style-mixing grid needs a row and a column at least, got {rows}x{columns}")
+        with self._sampling(use_ema) as nets:
+            row_sources, column_sources, mixes = self.plugin.mix_styles(
+                nets, rows, columns, self._generator(seed), **options
+            )
+        header = torch.cat([torch.ones_like(column_sources[:1]), column_sources])  # white corner
+        body = torch.cat([row_sources[:, None], mixes], dim=1).flatten(0, 1)
+        return torch.cat([header, body]).float().cpu()
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Every tensor of every network keyed `role.name`, EMA copies as `role_ema.name`."""
@@ -166,6 +231,15 @@ class GANModel:
             "config": config_to_dict(self.config),
             "data_info": self.data_info.to_dict(),
         }
+
+
+def _loop(keypoints: list[torch.Tensor], frames: int) -> Iterator[torch.Tensor]:
+    """`frames` latents evenly spaced along the closed loop through the keypoints (0, 1, ..., K-1, back to 0),
+    slerp between consecutive ones: frame 0 is keypoint 0, and when K divides `frames` every keypoint is a frame."""
+    for frame in range(frames):
+        position = frame * len(keypoints) / frames
+        index = int(position)
+        yield slerp(keypoints[index], keypoints[(index + 1) % len(keypoints)], position - index)
 
 
 def _listed(keys: list[str], limit: int = 8) -> str:

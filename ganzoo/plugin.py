@@ -174,10 +174,14 @@ class GANPlugin:
     """The data spec `ganzoo train` uses without --data (None: the embedded `mnist-4k` digits)."""
     truncation: ClassVar[bool] = False
     """True when `sample` takes `truncation=psi` in [0, 1] (`ganzoo sample --truncation`): psi 1 draws from the
-    model as trained, 0 its mean sample (StyleGAN's truncation of w towards its mean)."""
+    model as trained, 0 its mean sample (StyleGAN's truncation of w towards its mean, BigGAN's truncated normal z).
+    It applies to `latents` and `synthesize` too (and to `mix_styles`)."""
     grid_columns: ClassVar[int | None] = None
     """Images per row of sample grids when the samples come in groups (e.g. input, translation, reconstruction);
     None: a square grid."""
+    style_mixing: ClassVar[bool] = False
+    """True when the plugin implements `mix_styles` (`ganzoo sample --mix`): a style-based generator whose coarse
+    and fine layers can take their styles from different latents."""
 
     def default_config(self) -> Any:
         return self.Config()
@@ -228,6 +232,48 @@ class GANPlugin:
     ) -> torch.Tensor | list[str]:
         """n samples: images in [-1, 1] as an (n, C, H, W) tensor, or a list of strings for text."""
         raise NotImplementedError(f"plugin {self.name!r} does not implement sample()")
+
+    def latent_size(self, nets: Nets) -> int | None:
+        """The size of the latent z that `sample` draws, for a plugin whose `sample(n)` is
+        `synthesize(latents(n))`; None (the default): its samples come from no such latent (text, image-to-image),
+        and `ganzoo sample --interpolate` refuses it. A plugin that returns a size implements `latents` and
+        `synthesize`; `ganzoo.kit.ImageGAN` does both for z ~ N(0, I)."""
+        return None
+
+    def latents(self, nets: Nets, n: int, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
+        """n latents (n, latent_size) drawn from `generator` as `sample(n, generator=generator, **options)` draws
+        them. `options` are sample's, given to both `latents` and `synthesize`: a plugin whose truncation shapes the
+        draw (biggan's truncated normal) takes `truncation` here, one that truncates later (stylegan2's w) ignores
+        it here. Interpolations walk between such latents (spherically: `ganzoo.kit.slerp`)."""
+        raise NotImplementedError(f"plugin {self.name!r} does not implement latents()")
+
+    def synthesize(
+        self,
+        nets: Nets,
+        z: torch.Tensor,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """Images (n, C, H, W) in [-1, 1] from given latents z (n, latent_size): `sample` is `synthesize(nets,
+        latents(nets, n, generator, **options), condition, generator, **options)`. `condition` is sample's (the
+        class labels of a conditional model); `generator` draws any other randomness (stylegan2's noise inputs),
+        so the same generator state gives the same image of the same z."""
+        raise NotImplementedError(f"plugin {self.name!r} does not implement synthesize()")
+
+    def mix_styles(
+        self,
+        nets: Nets,
+        rows: int,
+        columns: int,
+        generator: torch.Generator | None = None,
+        truncation: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Style mixing (`style_mixing` plugins; Karras et al. 2019, figure 3): `rows` and `columns` source latents
+        drawn from `generator`, and the images `(row_sources (rows, C, H, W), column_sources (columns, C, H, W),
+        mixes (rows, columns, C, H, W))`, where mix (i, j) takes the coarse styles (the low-resolution layers) of
+        row source i and the fine styles of column source j; `truncation` as sample's."""
+        raise UsageError(f"{self.name} is not a style-based model; --mix needs one, e.g. stylegan2")
 
     def translate(self, nets: Nets, images: torch.Tensor, direction: str) -> torch.Tensor:
         """Image-to-image plugins: `images` of one domain in [-1, 1] at the model's resolution, translated in

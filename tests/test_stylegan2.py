@@ -140,9 +140,7 @@ def test_the_sample_command_takes_truncation_for_stylegan2_only(tmp_path):
     Trainer("dcgan", {"g_width": 4, "d_width": 4, "latent_dim": 8}, dcgan_train(steps=1), out=dcgan).fit()
     result = CliRunner().invoke(cli, ["sample", str(dcgan), "--truncation", "0.7"])
     assert result.exit_code == 2
-    assert (
-        result.output.strip() == "Error: dcgan does not support --truncation (style-based models such as stylegan2 do)"
-    )
+    assert result.output.strip() == "Error: dcgan does not support --truncation (stylegan2 and biggan do)"
 
 
 def test_demodulation_normalises_every_sample_and_output_channel_whatever_the_style_scale():

@@ -2,6 +2,7 @@
 spectral norm in both, a shared class embedding joined to a hierarchical latent (one chunk of z per block) that
 drives conditional batch norm in every generator block, self-attention, a projection discriminator, the hinge
 loss, orthogonal regularisation of the generator's weights, and two discriminator updates per generator update.
+`ganzoo sample --truncation PSI` draws z from a truncated normal (the truncation trick, see `BigGAN.latents`).
 
 Sized for a CPU by default (32 px for the digits, widths 32, z 64, shared embedding 32) where the paper trains
 ImageNet at 128-512 px with widths of 96 and z 120; its learning rates and betas are the paper's (G 1e-4, D 4e-4,
@@ -12,6 +13,7 @@ the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in `networks.py`.
 from __future__ import annotations
 
 import dataclasses
+from statistics import NormalDist
 from typing import Any
 
 from ganzoo import DataInfo, option
@@ -46,6 +48,7 @@ class BigGAN(ImageGAN):
     resolutions = RESOLUTIONS
     round_up_resolution = True
     d_repeats_field = "d_steps"
+    truncation = True
 
     def build(self, config: BigGANConfig, data_info: DataInfo) -> dict[str, Any]:
         from ganzoo_plugins.biggan.networks import Discriminator, Generator
@@ -90,6 +93,29 @@ class BigGAN(ImageGAN):
             return loss, {}
         penalty = orthogonal_penalty(nets["generator"])
         return loss + ctx.config.ortho_weight * penalty, {"ortho_penalty": penalty.detach()}
+
+    def latents(self, nets: Any, n: int, generator: Any = None, truncation: float = 1.0) -> Any:
+        """z (n, latent_dim), truncated for `truncation` psi < 1 (Brock et al. 2019, section 3.1): every entry is
+        drawn from the standard normal restricted to [-t, t], the entries outside drawn again (all from
+        `generator`), where t = Phi^-1((1 + psi) / 2) is the threshold that keeps a fraction psi of the normal's
+        mass. So psi 1 is no truncation (the very samples drawn without it), psi 0.95 about the paper's threshold
+        of 2, psi 0.68 a threshold of 1, and psi 0 the threshold 0: z = 0, each class's mean sample."""
+        from ganzoo import UsageError
+        from ganzoo_plugins.biggan.networks import truncated_normal
+
+        if not 0 <= truncation <= 1:
+            raise UsageError(f"biggan truncation={truncation} must be in [0, 1]")
+        if truncation == 1:
+            return super().latents(nets, n, generator)
+        device = next(nets["generator"].parameters()).device
+        threshold = NormalDist().inv_cdf((1 + truncation) / 2)
+        return truncated_normal(n, self.latent_size(nets), threshold, generator, device)
+
+    def synthesize(
+        self, nets: Any, z: Any, condition: Any = None, generator: Any = None, truncation: float = 1.0
+    ) -> Any:
+        """Images of latents z and class labels; `truncation` (sample's) acts on the draw of z, in `latents`."""
+        return super().synthesize(nets, z, condition, generator)
 
 
 plugin = BigGAN()

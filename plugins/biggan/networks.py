@@ -169,6 +169,23 @@ class Discriminator(nn.Module):
         return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
 
 
+def truncated_normal(
+    n: int, size: int, threshold: float, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """(n, size) draws of the standard normal truncated to [-threshold, threshold], BigGAN's truncation trick
+    (Brock et al. 2019, section 3.1): the entries that fall outside are drawn again, from `generator` like the
+    first draw, until every one lies inside (never clamped, which would pile mass on the bounds). A threshold of
+    0 gives zeros; small thresholds take about 1 / P(|z| <= threshold) draws per entry."""
+    z = torch.randn(n, size, device=device, generator=generator)
+    if threshold == 0:
+        return torch.zeros_like(z)
+    outside = z.abs() > threshold
+    while bool(outside.any()):
+        z[outside] = torch.randn(int(outside.sum()), device=device, generator=generator)
+        outside = z.abs() > threshold
+    return z
+
+
 def orthogonal_penalty(module: nn.Module) -> torch.Tensor:
     """BigGAN's orthogonal regularisation, sum over weights W (flattened to (out, rest)) of
     ||W W^T * (1 - I)||_F^2: it pushes filters apart without constraining their norms. Embeddings, biases and

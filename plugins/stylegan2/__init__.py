@@ -7,8 +7,10 @@ logistic loss, and lazy R1: a separate update every `r1_every` iterations whose 
 
 Resolutions 32 to 256 (powers of two; data at another size is resized, e.g. the 28 px digits to 32). Defaults are
 sized for a CPU (widths 64, latent and w 64, 4 mapping layers); the paper's FFHQ networks are 512 wide with 8
-mapping layers. Not yet here (issue 18): path length regularisation, interpolation and style-mixing grids,
-adaptive augmentation. Built on the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in `networks.py`.
+mapping layers. Sampling: truncation of w towards its mean, interpolations through the kit's `synthesize`, and
+style-mixing grids (`mix_styles`: coarse styles from one latent, fine from another). Not yet here (issue 18): path
+length regularisation, adaptive augmentation. Built on the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in
+`networks.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from ganzoo import DataInfo, UpdateStep, option
 from ganzoo.kit import ImageGAN, latent
 
 RESOLUTIONS = (32, 64, 128, 256)
+COARSE_STYLES = 4
+"""The styles a mixing grid takes from its row sources: those of the 4x4 and 8x8 layers (w 0-3), StyleGAN's
+coarse styles (pose, shape); the rest, from 16x16 up, are the fine ones (its middle and fine styles)."""
 
 
 @dataclasses.dataclass
@@ -54,6 +59,19 @@ def _styles(nets: Any, ctx: Any, n: int) -> Any:
     return ws
 
 
+def _truncated_styles(g: Any, z: Any, truncation: float) -> Any:
+    """The styles (N, num_ws, w_dim) of latents z: w = mapping(z) moved towards the mean w by `truncation` psi
+    (Karras et al. 2019), w_avg + psi (w - w_avg), the same w for every layer."""
+    from ganzoo import UsageError
+
+    if not 0 <= truncation <= 1:
+        raise UsageError(f"stylegan2 truncation={truncation} must be in [0, 1]")
+    w = g.mapping(z)
+    if truncation != 1:
+        w = g.mapping.w_avg.to(w.dtype).lerp(w, truncation)
+    return w.unsqueeze(1).expand(-1, g.num_ws, -1)
+
+
 class StyleGAN2(ImageGAN):
     name = "stylegan2"
     description = (
@@ -64,6 +82,7 @@ class StyleGAN2(ImageGAN):
     resolutions = RESOLUTIONS
     round_up_resolution = True
     truncation = True
+    style_mixing = True
 
     def resolve_config(self, config: StyleGAN2Config, data_info: DataInfo) -> StyleGAN2Config:
         config = super().resolve_config(config, data_info)
@@ -119,23 +138,43 @@ class StyleGAN2(ImageGAN):
         fake = nets["generator"](ws=_styles(nets, ctx, ctx.batch_size))
         return generator_loss("non-saturating", nets["discriminator"](fake)), {}
 
-    def sample(self, nets: Any, n: int, condition: Any = None, generator: Any = None, truncation: float = 1.0) -> Any:
-        """n images; `truncation` psi moves each w towards the mean w (Karras et al. 2019): w_avg + psi (w - w_avg),
-        so psi 0 gives the mean image (up to the noise inputs) and psi 1 the untruncated samples."""
-        import torch
-
+    def synthesize(
+        self, nets: Any, z: Any, condition: Any = None, generator: Any = None, truncation: float = 1.0
+    ) -> Any:
+        """Images of latents z; `truncation` psi moves each w towards the mean w, so psi 0 gives the mean image (up
+        to the noise inputs, drawn from `generator`) and psi 1 the untruncated samples."""
         from ganzoo import UsageError
 
         if condition is not None:
             raise UsageError("stylegan2 is not a conditional model; it takes no condition")
-        if not 0 <= truncation <= 1:
-            raise UsageError(f"stylegan2 truncation={truncation} must be in [0, 1]")
         g = nets["generator"]
-        z = torch.randn(n, g.latent_dim, device=next(g.parameters()).device, generator=generator)
-        w = g.mapping(z)
-        if truncation != 1:
-            w = g.mapping.w_avg.to(w.dtype).lerp(w, truncation)
-        return g(ws=w.unsqueeze(1).expand(-1, g.num_ws, -1), generator=generator)
+        return g(ws=_truncated_styles(g, z, truncation), generator=generator)
+
+    def mix_styles(
+        self,
+        nets: Any,
+        rows: int,
+        columns: int,
+        generator: Any = None,
+        truncation: float = 1.0,
+        crossover: int = COARSE_STYLES,
+    ) -> tuple[Any, Any, Any]:
+        """The style-mixing grid of Karras et al. 2019 (figure 3): mix (i, j) takes the first `crossover` styles
+        (coarse: the 4x4 and 8x8 layers by default) of row source i and the rest of column source j. Every image
+        gets the same noise inputs (one draw from `generator`), so the images differ by their styles only."""
+        import torch
+
+        from ganzoo import UsageError
+
+        g = nets["generator"]
+        if not 0 < crossover < g.num_ws:
+            raise UsageError(f"stylegan2 crossover={crossover} must be in 1..{g.num_ws - 1} (the model's styles)")
+        ws = _truncated_styles(g, self.latents(nets, rows + columns, generator), truncation)
+        coarse = ws[:rows, None, :crossover].expand(-1, columns, -1, -1)
+        fine = ws[None, rows:, crossover:].expand(rows, -1, -1, -1)
+        mixes = torch.cat([coarse, fine], dim=2).flatten(0, 1)
+        images = g(ws=torch.cat([ws, mixes]), generator=generator, same_noise=True)
+        return images[:rows], images[rows : rows + columns], images[rows + columns :].unflatten(0, (rows, columns))
 
 
 plugin = StyleGAN2()

@@ -99,9 +99,11 @@ class StyledLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(c_out))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None = None, same_noise: bool = False
+    ) -> torch.Tensor:
         x = self.conv(x, w)
-        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, generator=generator)
+        noise = torch.randn(1 if same_noise else x.shape[0], 1, *x.shape[2:], device=x.device, generator=generator)
         return lrelu(x + self.noise_strength * noise.to(x.dtype) + self.bias.view(1, -1, 1, 1))
 
 
@@ -134,7 +136,8 @@ class MappingNetwork(nn.Module):
 
 class Generator(nn.Module):
     """z (N, latent_dim) -> images (N, C, R, R) in [-1, 1]; `ws` (N, num_ws, w_dim) may be given instead (style
-    mixing). The per-pixel noise is drawn from `generator` (torch's global one when None)."""
+    mixing). The per-pixel noise is drawn from `generator` (torch's global one when None); `same_noise`: one noise
+    image per layer for the whole batch (style-mixing grids, whose images differ by their styles only)."""
 
     def __init__(self, resolution: int, channels: int, latent_dim: int, w_dim: int, mapping_layers: int, width: int):
         super().__init__()
@@ -161,15 +164,16 @@ class Generator(nn.Module):
         z: torch.Tensor | None = None,
         ws: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        same_noise: bool = False,
     ) -> torch.Tensor:
         if ws is None:
             ws = self.mapping(z).unsqueeze(1).expand(-1, self.num_ws, -1)
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-        x = self.first(x, ws[:, 0], generator)
+        x = self.first(x, ws[:, 0], generator, same_noise)
         image = self.first_rgb(x, ws[:, 1])
         for i, block in enumerate(self.blocks):
-            x = block["up"](x, ws[:, 2 * i + 1], generator)
-            x = block["conv"](x, ws[:, 2 * i + 2], generator)
+            x = block["up"](x, ws[:, 2 * i + 1], generator, same_noise)
+            x = block["conv"](x, ws[:, 2 * i + 2], generator, same_noise)
             skip = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
             image = skip + block["rgb"](x, ws[:, 2 * i + 3])
         return torch.tanh(image)
