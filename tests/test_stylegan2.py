@@ -3,6 +3,7 @@ conformance kit (every guarantee the engine makes, on tiny widths)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -17,7 +18,9 @@ from ganzoo_plugins.stylegan2.networks import ModulatedConv2d
 
 TINY = {"latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "g_width": 8, "d_width": 8}
 
-test_conformance = conformance_tests("stylegan2", "mnist-4k?n=256", {**TINY, "r1_every": 2})
+test_conformance = conformance_tests(
+    "stylegan2", "mnist-4k?n=256", {**TINY, "r1_every": 2, "pl_weight": 2.0, "pl_every": 2}
+)
 
 
 @pytest.mark.parametrize(("resolution", "channels"), [(32, 1), (64, 3)])
@@ -236,3 +239,46 @@ def test_equalised_learning_rate_scales_weights_at_run_time():
     x = torch.randn(4, 32, 16, 16)
     assert torch.allclose(conv(x), torch.nn.functional.conv2d(x, conv.weight * conv.scale, conv.bias, padding=1))
     assert conv(x)[:, :, 1:-1, 1:-1].var().item() == pytest.approx(1.0, rel=0.1)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("up", [False, True])
+def test_the_fused_and_non_fused_modulated_convolutions_are_the_same_map(demodulate, up):
+    """One grouped convolution with per-sample weights, or the input scaled by the style and the output by the
+    demodulation coefficients: the same outputs and gradients in fp32, and close under bf16 autocast."""
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(6, 5, 3, 4, demodulate=demodulate, up=up)
+    x, w = torch.randn(3, 6, 8, 8, requires_grad=True), torch.randn(3, 4)
+    results = {}
+    for fused in (True, False):
+        conv.fused = fused
+        conv.zero_grad()
+        x.grad = None
+        out = conv(x, w)
+        out.square().mean().backward()
+        results[fused] = (out.detach(), x.grad.clone(), conv.weight.grad.clone(), conv.affine.weight.grad.clone())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results[fused, "bf16"] = conv(x, w).float().detach()
+    for fused_value, plain_value in zip(results[True], results[False], strict=True):
+        assert torch.allclose(fused_value, plain_value, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(results[True, "bf16"], results[False, "bf16"], rtol=0.05, atol=0.05)
+
+
+def test_path_length_regularisation_is_a_lazy_generator_update_that_tracks_the_mean_length(tmp_path):
+    """pl_weight > 0 adds a generator update every pl_every iterations (none at 0); in training it logs its
+    penalty and moves the generator's running mean of the path lengths away from 0."""
+    plugin = ganzoo.get_plugin("stylegan2")
+    config = plugin.resolve_config(
+        plugin.Config(**TINY, pl_weight=2.0, pl_every=3), DataInfo(channels=1, resolution=32)
+    )
+    (update,) = [u for u in plugin.schedule(config) if u.name == "path_length"]
+    assert update.networks == ("generator",) and update.every == 3 and not update.needs_data
+    assert [s for s in range(7) if update.runs_at(s)] == [0, 3, 6]
+    assert "path_length" not in [u.name for u in plugin.schedule(dataclasses.replace(config, pl_weight=0.0))]
+    train = dcgan_train(steps=4, log_every=1)
+    result = Trainer(
+        "stylegan2", {**TINY, "pl_weight": 2.0, "pl_every": 3}, train, "mnist-4k?n=64", tmp_path / "r"
+    ).fit()
+    lines = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [("pl_penalty" in line) for line in lines] == [True, False, False, True]
+    assert result.model.nets["generator"].pl_mean > 0

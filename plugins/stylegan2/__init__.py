@@ -8,9 +8,9 @@ logistic loss, and lazy R1: a separate update every `r1_every` iterations whose 
 Resolutions 32 to 256 (powers of two; data at another size is resized, e.g. the 28 px digits to 32). Defaults are
 sized for a CPU (widths 64, latent and w 64, 4 mapping layers); the paper's FFHQ networks are 512 wide with 8
 mapping layers. Sampling: truncation of w towards its mean, interpolations through the kit's `synthesize`, and
-style-mixing grids (`mix_styles`: coarse styles from one latent, fine from another). Not yet here (issue 18): path
-length regularisation, adaptive augmentation. Built on the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in
-`networks.py`.
+style-mixing grids (`mix_styles`: coarse styles from one latent, fine from another). Optional lazy path length
+regularisation (`pl_weight`, every `pl_every` iterations); adaptive augmentation is the engine's (`--augment
+ada`). Built on the plugin kit (`ganzoo.kit.ImageGAN`); the networks are in `networks.py`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ class StyleGAN2Config:
         None, "R1 weight gamma (default: the ADA paper's heuristic 0.0002 * resolution^2 / 64)", min=0
     )
     r1_every: int = option(16, "lazy R1: iterations between R1 updates (each scaled by this period)", min=1)
+    pl_weight: float = option(
+        0.0, "path length regularisation weight (the paper's 2 for FFHQ; 0: off, as for small images)", min=0
+    )
+    pl_every: int = option(4, "lazy path length regularisation: iterations between its updates", min=1)
+    fused_modconv: bool = option(
+        False, "modulated convolutions as one grouped convolution (True) or in the non-fused form (faster on CPU)"
+    )
     lr: float = option(2.5e-3, "Adam learning rate of both networks (the paper's 0.0025)", min=0)
     betas: tuple[float, float] = option((0.0, 0.99), "Adam betas (the paper's)")
 
@@ -101,16 +108,22 @@ class StyleGAN2(ImageGAN):
                 config.w_dim,
                 config.mapping_layers,
                 config.g_width,
+                config.fused_modconv,
             ),
             "discriminator": Discriminator(config.resolution, config.channels, config.d_width),
         }
 
     def schedule(self, config: StyleGAN2Config) -> list[UpdateStep]:
-        main = super().schedule(config)
-        if config.r1_gamma == 0:
-            return main
-        r1 = UpdateStep("r1", ("discriminator",), self.r1_loss, every=config.r1_every)
-        return [main[0], r1, main[1]]
+        d_step, g_step = super().schedule(config)
+        steps = [d_step]
+        if config.r1_gamma != 0:
+            steps.append(UpdateStep("r1", ("discriminator",), self.r1_loss, every=config.r1_every))
+        steps.append(g_step)
+        if config.pl_weight != 0:
+            steps.append(
+                UpdateStep("path_length", ("generator",), self.pl_loss, needs_data=False, every=config.pl_every)
+            )
+        return steps
 
     def d_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         import torch
@@ -131,6 +144,22 @@ class StyleGAN2(ImageGAN):
 
         penalty = gradient_penalty(nets["discriminator"], batch["image"], "r1", scaler=ctx.scaler)
         return 0.5 * ctx.config.r1_gamma * ctx.config.r1_every * penalty, {"r1_penalty": penalty.detach()}
+
+    def pl_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+        """Lazy path length regularisation (Karras et al. 2020, section 3.2): E (||J_w^T y|| - a)^2 on half a batch,
+        a the running mean of the lengths (decay 0.99), weighted by pl_weight and scaled by pl_every."""
+        import torch
+
+        from ganzoo.losses import path_lengths
+
+        g = nets["generator"]
+        ws = _styles(nets, ctx, max(1, ctx.batch_size // 2))
+        lengths = path_lengths(g(ws=ws), ws, ctx.scaler)
+        mean = lengths.detach().mean()  # inf when fp16's scaled inner gradient overflowed: the scaler skips the step
+        g.pl_mean.copy_(torch.where(mean.isfinite(), g.pl_mean.lerp(mean, 0.01), g.pl_mean))
+        penalty = (lengths - g.pl_mean).square().mean()
+        loss = ctx.config.pl_weight * ctx.config.pl_every * penalty
+        return loss, {"pl_penalty": penalty.detach(), "pl_mean": g.pl_mean.clone()}
 
     def g_loss(self, nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         from ganzoo.losses import generator_loss

@@ -11,7 +11,8 @@ and MPS alike.
   sqrt 2); skip architecture: every resolution's toRGB (a modulated 1x1 convolution without demodulation) is
   added to the upsampled image so far. Upsampling is bilinear before the convolution: the paper's transposed
   convolution with a [1, 3, 3, 1] FIR filter differs in its low-pass filter only.
-- Modulated convolution as one grouped convolution over the batch (each sample its own weights).
+- Modulated convolution in StyleGAN2's non-fused form (scale the input by the style, the output by the
+  demodulation coefficients), or fused as one grouped convolution over the batch (each sample its own weights).
 - Discriminator: residual blocks (two 3x3 convolutions, 2x average-pool downsampling, a 1x1 skip, the sum divided
   by sqrt 2), minibatch standard deviation at 4x4 (groups of up to 4), a 3x3 convolution and two linear layers.
 """
@@ -67,24 +68,47 @@ class EqualConv2d(nn.Module):
 class ModulatedConv2d(nn.Module):
     """A convolution whose input channels are scaled by a style of w (per sample), then (optionally) demodulated:
     each output channel's weights are divided by their L2 norm, so unit-variance inputs give unit-variance outputs.
-    Computed as one grouped convolution: the batch is folded into the channels."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, w_dim: int, demodulate: bool = True, up: bool = False):
+    Two exact forms of the same map: `fused` folds the batch into the channels of one grouped convolution with
+    per-sample weights; otherwise the input is scaled by the style, convolved with the shared weight, and the output
+    scaled by the demodulation coefficients (StyleGAN2's non-fused form: 1-10x faster on the CPU at these widths,
+    benchmarks/modconv.py). The scaling and the coefficients are computed in float32 under autocast."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        w_dim: int,
+        demodulate: bool = True,
+        up: bool = False,
+        fused: bool = False,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
         self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)
         self.scale, self.padding = 1 / math.sqrt(c_in * kernel * kernel), kernel // 2
-        self.demodulate, self.up = demodulate, up
+        self.demodulate, self.up, self.fused = demodulate, up, fused
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        style = self.affine(w).float()  # (N, C_in)
+        if self.up:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if self.fused:
+            return self._grouped(x, style)
+        weight = self.weight * self.scale  # (C_out, C_in, k, k)
+        out = F.conv2d(x.float() * style[:, :, None, None], weight, padding=self.padding)
+        if not self.demodulate:
+            return out
+        # d[n, o] = 1 / sqrt(sum_{c, k} (W[o, c, k] s[n, c])^2), elementwise (so float32 under autocast)
+        energy = (style.square()[:, None, :] * weight.float().square().sum(dim=(2, 3))[None]).sum(dim=2)
+        return out * torch.rsqrt(energy + 1e-8)[:, :, None, None].to(out.dtype)
+
+    def _grouped(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch, c_in, height, width = x.shape
-        style = self.affine(w)  # (N, C_in)
         weight = self.weight.unsqueeze(0) * self.scale * style[:, None, :, None, None]  # (N, C_out, C_in, k, k)
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        if self.up:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            height, width = 2 * height, 2 * width
         x = x.reshape(1, batch * c_in, height, width)
         out = F.conv2d(x, weight.reshape(-1, c_in, *weight.shape[3:]).to(x.dtype), padding=self.padding, groups=batch)
         return out.reshape(batch, -1, height, width)
@@ -137,9 +161,20 @@ class MappingNetwork(nn.Module):
 class Generator(nn.Module):
     """z (N, latent_dim) -> images (N, C, R, R) in [-1, 1]; `ws` (N, num_ws, w_dim) may be given instead (style
     mixing). The per-pixel noise is drawn from `generator` (torch's global one when None); `same_noise`: one noise
-    image per layer for the whole batch (style-mixing grids, whose images differ by their styles only)."""
+    image per layer for the whole batch (style-mixing grids, whose images differ by their styles only).
+    `fused_modconv`: the modulated convolutions' form (see `ModulatedConv2d`). `pl_mean` is the running mean of the
+    path lengths (path length regularisation)."""
 
-    def __init__(self, resolution: int, channels: int, latent_dim: int, w_dim: int, mapping_layers: int, width: int):
+    def __init__(
+        self,
+        resolution: int,
+        channels: int,
+        latent_dim: int,
+        w_dim: int,
+        mapping_layers: int,
+        width: int,
+        fused_modconv: bool = False,
+    ) -> None:
         super().__init__()
         self.latent_dim, self.w_dim, self.resolution = latent_dim, w_dim, resolution
         self.mapping = MappingNetwork(latent_dim, w_dim, mapping_layers)
@@ -158,6 +193,10 @@ class Generator(nn.Module):
             )
             self.blocks.append(block)
         self.num_ws = 2 + 2 * len(self.blocks)  # first conv and rgb, then two convs per block (rgb shares the 2nd)
+        for module in self.modules():
+            if isinstance(module, ModulatedConv2d):
+                module.fused = fused_modconv
+        self.register_buffer("pl_mean", torch.zeros(()))
 
     def forward(
         self,
