@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 TINY_DCGAN = {"g_width": 8, "d_width": 8, "latent_dim": 16}
 TRAIN = {"steps": 4, "batch_size": 16, "device": "cpu", "precision": "fp32", "checkpoint_every": 4, "log_every": 2}
 TRAIN.update(sample_every=1000, sample_grid=4, progress=False, tensorboard=False)
+TRAIN.update(augment="ada", ada_interval=3)  # ADA's collectives too: an adjustment at step 3, sums pending at 4
 
 
 def run_workers(out: Path, plugin: str) -> Path:
@@ -94,6 +95,9 @@ def test_one_checkpoint_one_config_one_log(ddp_run):
     state, _ = load_training_state(checkpoints / "step-000004")
     assert len(state["rng"]["torch"]) == 2
     assert not torch.equal(state["rng"]["torch"][0], state["rng"]["torch"][1])
+    # ADA: rank 0 saved every rank's sums since the adjustment at step 3 (step 4's real logits: 8 per rank)
+    assert state["ada"]["signs"][1].item() == 16
+    assert lines[-1]["augment/p"] == pytest.approx(state["ada"]["p"]) and state["ada"]["p"] > 0
 
 
 def test_cli_under_torchrun_trains_and_reports_once(tmp_path):
