@@ -3,9 +3,10 @@
 `ImageGAN` is a `GANPlugin` for one generator (role `generator`) and one discriminator (role `d_role`). A plugin
 sets its class attributes (name, Config, `resolutions`), writes `build`, `d_loss` and `g_loss`, and inherits:
 
-- `resolve_config`: `resolution` and `channels` fields left None follow the data (else `default_resolution`,
-  `default_channels`; with `round_up_resolution`, the data's size rounded up to the next of `resolutions`, so
-  28 px digits train a 32 px model); the engine itself fills `num_classes` from labelled data;
+- `resolve_config`: image data only (a paired or text spec is refused in one line); `resolution` and `channels`
+  fields left None follow the data (else `default_resolution`, `default_channels`; with `round_up_resolution`, the
+  data's size rounded up to the next of `resolutions`, so 28 px digits train a 32 px model); the engine itself
+  fills `num_classes` from labelled data;
 - `validate`: the resolution is one of `resolutions` (None: any);
 - `schedule`: the discriminator update (repeated `config.<d_repeats_field>` times, e.g. n_critic) then the
   generator update (`g_needs_data`: whether it gets a real batch too, as relativistic losses need);
@@ -109,6 +110,12 @@ class ImageGAN(GANPlugin):
         raise NotImplementedError(f"plugin {self.name!r} does not implement g_loss()")
 
     def resolve_config(self, config: Any, data_info: DataInfo) -> Any:
+        if data_info.modality != "image":
+            kind = "paired image-to-image" if data_info.extras.get("paired") else data_info.modality
+            raise UsageError(
+                f"{self.name} learns images from unlabelled or labelled image data, and this data is {kind} data; "
+                "accepted: image specs such as mnist-4k, folder:PATH or photos (without task=)"
+            )
         filled = {}
         if hasattr(config, "resolution"):
             resolution = config.resolution or data_info.resolution or self.default_resolution

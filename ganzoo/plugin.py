@@ -88,7 +88,13 @@ class UpdateStep:
     at the config's resolution and channels, and `batch["label"]` int64 in 0..num_classes-1 when the data is
     labelled; `text`: `batch["tokens"]` int64 (N, T) token ids (padded) and `batch["length"]` int64 (N,), the
     scored positions of each sample (its tokens and eos); `image-to-image` (unpaired): `batch["image_a"]` and
-    `batch["image_b"]`, images of the two domains as above (`label_a`/`label_b` where a domain is labelled).
+    `batch["image_b"]`, images of the two domains as above (`label_a`/`label_b` where a domain is labelled);
+    `image-to-image` (paired, `data_info.extras["paired"]`): `batch["source"]`, the model's input, and
+    `batch["target"]`, the image to produce, float32 in [-1, 1]; target (N, C, R, R) at the config's resolution
+    and channels; source (N, extras["source_channels"], R/scale, R/scale) with `extras["scale"]` 2 or 4 for
+    super-resolution, else (N, C_src, R, R) (colorize: one luma channel); inpaint adds `batch["mask"]` (N, 1, R,
+    R), 1 where pixels are missing, the source being the target with its holes set to 0 (mid-grey); `label` when
+    the images are labelled. `extras["task"]` is sr2x, sr4x, inpaint, denoise, colorize or paired (from disk).
     Random numbers in a loss come from torch's global generator (`torch.randn(...)` with no `generator`): the
     engine seeds it per rank and saves and restores it in every checkpoint, so resumed runs are bit-identical. A
     private `torch.Generator`, numpy's or Python's own generators, or state kept outside the networks break that.

@@ -132,7 +132,7 @@ def test_patchgan_with_three_layers_sees_70x70_patches():
 
 def test_single_domain_data_is_a_clear_error(tmp_path):
     with pytest.raises(
-        UsageError, match=r"cyclegan needs two image domains, and this data is image data; accepted: unp"
+        UsageError, match=r"cyclegan needs two unpaired image domains, and this data is image data; accepted: unp"
     ):
         Trainer("cyclegan", TINY, quiet(steps=1), data="mnist-4k", out=tmp_path / "run").fit()
 

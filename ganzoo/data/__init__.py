@@ -1,7 +1,9 @@
-"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets, `unpaired:...`) resolved to in-memory datasets."""
+"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets, `unpaired:...`, `paired:...`, `photos`,
+`SPEC?task=...`) resolved to in-memory datasets."""
 
 import ganzoo.text.corpus  # noqa: F401  (registers text:PATH, tokens:PATH and surnames)
 from ganzoo.data.images import TensorImageDataset, pass_through
+from ganzoo.data.paired import DegradedSource, PairedDataset, PairedFolderSource, PhotosSource
 from ganzoo.data.sources import (
     DEFAULT_DATA,
     DataSource,
@@ -15,6 +17,10 @@ from ganzoo.data.unpaired import UnpairedDataset, UnpairedSource
 __all__ = [
     "DEFAULT_DATA",
     "DataSource",
+    "DegradedSource",
+    "PairedDataset",
+    "PairedFolderSource",
+    "PhotosSource",
     "TensorImageDataset",
     "UnpairedDataset",
     "UnpairedSource",

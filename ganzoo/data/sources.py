@@ -2,8 +2,11 @@
 
 Accepted specs: `mnist-4k` (embedded, the default), `folder:PATH`, and the torchvision sets `mnist`,
 `fashion-mnist`, `cifar10` (downloaded to the ganzoo cache on first use); `ganzoo.data.unpaired` registers the
-two-domain specs `unpaired:DIR_A,DIR_B`, `unpaired:ROOT` and `digits-8x8-to-mnist`. `register_data` adds more.
-Any spec takes a selection after `?`: `mnist-4k?split=test`, `mnist-4k?classes=5-9&n=100&seed=1`.
+two-domain specs `unpaired:DIR_A,DIR_B`, `unpaired:ROOT` and `digits-8x8-to-mnist`; `ganzoo.data.paired` the paired
+specs `paired:ROOT` and `photos`. `register_data` adds more.
+Any spec takes a selection after `?`: `mnist-4k?split=test`, `mnist-4k?classes=5-9&n=100&seed=1`; image specs also
+take `task=sr2x|sr4x|inpaint|denoise|colorize` (training pairs made from the images), `crop=N` and `sigma=S`
+(`ganzoo.data.paired`), and `paired:ROOT` takes `direction=a2b|b2a`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from ganzoo.plugin import DataInfo
 DEFAULT_DATA = "mnist-4k"
 
 
-SELECTION_KEYS = ("split", "classes", "n", "seed")
+SELECTION_KEYS = ("split", "classes", "n", "seed", "task", "crop", "sigma", "direction")
+PAIRING_KEYS = ("task", "crop", "sigma", "direction")  # handled by ganzoo.data.paired.pair_source
 _Reader = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 
 
@@ -329,7 +333,8 @@ def _parse_selection(query: str, spec: str) -> dict[str, str]:
         if key not in SELECTION_KEYS or not eq or not value:
             raise UsageError(
                 f"bad selection {item!r} in data spec {spec!r}; accepted: "
-                "split=NAME, classes=5-9 (or 0,2,4), n=COUNT, seed=INT joined by '&'"
+                "split=NAME, classes=5-9 (or 0,2,4), n=COUNT, seed=INT, task=sr2x|sr4x|inpaint|denoise|colorize, "
+                "crop=N, sigma=S, direction=a2b|b2a joined by '&'"
             )
         selection[key] = value
     return selection
@@ -362,9 +367,14 @@ def resolve_data(spec: str | None = None) -> DataSource:
     classes = _parse_classes(selection["classes"], spec) if "classes" in selection else None
     n = _positive_int(selection, "n", spec, 1)
     seed = _positive_int(selection, "seed", spec, 0) or 0
-    if classes is None and n is None:
-        return source
-    return source.select(spec, classes, n, seed)
+    if classes is not None or n is not None:
+        source = source.select(spec, classes, n, seed)
+    pairing = {key: selection[key] for key in PAIRING_KEYS if key in selection}
+    if pairing:
+        from ganzoo.data.paired import pair_source  # imports this module
+
+        source = pair_source(source, spec, pairing, split=selection.get("split"), seed=seed)
+    return source
 
 
 def _split_specs() -> str:

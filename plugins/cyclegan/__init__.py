@@ -134,9 +134,10 @@ class CycleGAN(GANPlugin):
     }
 
     def resolve_config(self, config: CycleGANConfig, data_info: DataInfo) -> CycleGANConfig:
-        if data_info.modality != "image-to-image":
+        if data_info.modality != "image-to-image" or data_info.extras.get("paired"):
             raise UsageError(
-                f"cyclegan needs two image domains, and this data is {data_info.modality} data; accepted: "
+                f"cyclegan needs two unpaired image domains, and this data is "
+                f"{'paired' if data_info.extras.get('paired') else data_info.modality} data; accepted: "
                 "unpaired:DIR_A,DIR_B, unpaired:ROOT (trainA, trainB) or digits-8x8-to-mnist"
             )
         resolution = config.resolution or data_info.resolution or 256
