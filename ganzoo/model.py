@@ -103,6 +103,14 @@ class GANModel:
             out = self.plugin.sample(nets, n, condition=condition, generator=self._generator(seed), **options)
         return out.float().cpu() if isinstance(out, torch.Tensor) else out
 
+    @torch.no_grad()
+    def enhance(self, source: torch.Tensor, mask: torch.Tensor | None = None, use_ema: bool = True) -> torch.Tensor:
+        """A paired image-to-image model's outputs for `source` (and `mask`) in eval mode, on the CPU (the plugin's
+        `enhance`: e.g. the enlarged, denoised or filled images)."""
+        with self._sampling(use_ema) as nets:
+            out = self.plugin.enhance(nets, source.to(self.device), None if mask is None else mask.to(self.device))
+        return out.float().cpu()
+
     def _grid_condition(self, n: int, label: int | None) -> tuple[torch.Tensor | None, int | None]:
         """The labels of n grid images and the images per row: for a conditional model, `label`'s class (a
         free layout), or without one the classes cycling 0, 1, ..., K-1 (one column per class); otherwise no

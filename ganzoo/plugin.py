@@ -281,6 +281,13 @@ class GANPlugin:
         row source i and the fine styles of column source j; `truncation` as sample's."""
         raise UsageError(f"{self.name} is not a style-based model; --mix needs one, e.g. stylegan2")
 
+    def enhance(self, nets: Nets, source: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Paired image-to-image plugins (super-resolution, inpainting, denoising, colorization, pix2pix): the
+        outputs for `source` images shaped as the data's `source` (N, C_src, R/scale, R/scale) in [-1, 1], and for
+        inpainting `mask` (N, 1, R, R), 1 where pixels are missing; images (N, C, R, R) in [-1, 1]. `ganzoo
+        enhance`, `ganzoo eval` (PSNR, SSIM) and sample grids call it; `ganzoo.kit.paired.PairedImageGAN` has it."""
+        raise UsageError(f"{self.name} does not enhance images; paired image-to-image plugins do (e.g. pix2pix)")
+
     def translate(self, nets: Nets, images: torch.Tensor, direction: str) -> torch.Tensor:
         """Image-to-image plugins: `images` of one domain in [-1, 1] at the model's resolution, translated in
         `direction` (e.g. a2b, b2a)."""

@@ -1,0 +1,214 @@
+"""The plugin kit for paired image-to-image GANs (pix2pix, super-resolution, inpainting): all but the networks and
+the two loss functions.
+
+`PairedImageGAN` is a `GANPlugin` for one generator (role `generator`), one discriminator (role `d_role`) and the
+`examples` role, which trains nothing: it keeps the first training pairs (uint8 buffers, saved with the weights) for
+sample grids. A plugin sets its class attributes (name, Config, `tasks`), writes `build_networks`, `d_loss` and
+`g_loss` (both get a batch of pairs: `source`, `target`, and `mask` for inpainting), and inherits:
+
+- `resolve_config`: paired data of one of `tasks` only (anything else is refused in one line); the config fields
+  it has among `resolution`, `channels`, `source_channels` and `scale` are filled from the data;
+- `schedule`: the discriminator update, then the generator update, each on a batch of pairs;
+- `optimizers`: Adam with `lr_g` / `lr_d` (or one `lr`) and `betas`;
+- `enhance(nets, source, mask)`: the generator's output (`generate`), with the known pixels of an inpainting
+  source kept exactly (`composite`); `translate(nets, images, "a2b")` is the same for `ganzoo translate`;
+- `sample`: rows of (input shown at the output's size, output, target) from the stored pairs;
+- `frozen_d_blocks`: the discriminator's `blocks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganzoo.errors import UsageError
+from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep
+
+EXAMPLES = 8
+"""Training pairs kept for sample grids."""
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div(127.5).sub(1.0)
+
+
+class PairExamples(nn.Module):
+    """The first `count` training pairs (source, target and, for inpainting, mask) as uint8 buffers."""
+
+    def __init__(self, count: int, source_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("source", torch.zeros((count, *source_shape), dtype=torch.uint8))
+        self.register_buffer("target", torch.zeros((count, *target_shape), dtype=torch.uint8))
+        self.register_buffer("mask", torch.zeros((count, 1, *target_shape[1:]), dtype=torch.uint8))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("masked", torch.zeros((), dtype=torch.bool))  # pairs with masks: an inpainting model
+
+    @torch.no_grad()
+    def remember(self, batch: Mapping[str, torch.Tensor]) -> None:
+        have, capacity = int(self.count), len(self.source)
+        take = min(capacity - have, len(batch["source"]))
+        if take <= 0:
+            return
+        self.source[have : have + take] = to_uint8(batch["source"][:take])
+        self.target[have : have + take] = to_uint8(batch["target"][:take])
+        if "mask" in batch:
+            self.mask[have : have + take] = batch["mask"][:take].to(torch.uint8)
+            self.masked.fill_(True)
+        self.count += take
+
+    def pairs(self) -> dict[str, torch.Tensor]:
+        """The stored pairs: source and target in [-1, 1], and for an inpainting model the masks in {0, 1}."""
+        count = int(self.count)
+        pairs = {"source": from_uint8(self.source[:count]), "target": from_uint8(self.target[:count])}
+        if bool(self.masked):
+            pairs["mask"] = self.mask[:count].float()
+        return pairs
+
+
+def composite(output: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Inpainting: the output in the holes (mask 1), the source's known pixels, exactly, elsewhere."""
+    if mask is None:
+        return output
+    hole = mask.to(torch.bool).expand_as(output)
+    return torch.where(hole, output.to(source.dtype), source)
+
+
+def shown_at(source: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """A model input drawn beside outputs of `size` px and `channels`: enlarged by repeating pixels (so the
+    low-resolution input of a super-resolution model shows as such), grey repeated to colour."""
+    if source.shape[-1] != size:
+        source = F.interpolate(source, size=(size, size), mode="nearest")
+    if source.shape[1] != channels:
+        source = source.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    return source
+
+
+class PairedImageGAN(GANPlugin):
+    """A paired image-to-image GAN: subclass it and write `build_networks`, `d_loss` and `g_loss`."""
+
+    modality: ClassVar[str] = "image-to-image"
+    tasks: ClassVar[tuple[str, ...]] = ()
+    """The data tasks (`extras["task"]` of paired data) the model learns: sr2x, sr4x, inpaint, denoise, colorize,
+    paired (pairs from disk)."""
+    default_resolution: ClassVar[int] = 64
+    d_role: ClassVar[str] = "discriminator"
+    grid_columns: ClassVar[int | None] = 3
+    default_data: ClassVar[str | None] = None
+    train_defaults: ClassVar[Mapping[str, Any]] = {"steps": 2000, "batch_size": 16, "ema_decay": 0.999}
+
+    def build_networks(self, config: Any, data_info: DataInfo) -> dict[str, nn.Module]:
+        """The generator and the discriminator (roles `generator` and `d_role`)."""
+        raise NotImplementedError(f"plugin {self.name!r} does not implement build_networks()")
+
+    def d_loss(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> Any:
+        raise NotImplementedError(f"plugin {self.name!r} does not implement d_loss()")
+
+    def g_loss(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> Any:
+        raise NotImplementedError(f"plugin {self.name!r} does not implement g_loss()")
+
+    def generate(self, nets: Mapping[str, nn.Module], source: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The generator's raw output for `source` (and `mask`, inpainting); default: `generator(source)`, or
+        `generator(source, mask)` when a mask is given."""
+        g = nets["generator"]
+        return g(source) if mask is None else g(source, mask)
+
+    def resolve_config(self, config: Any, data_info: DataInfo) -> Any:
+        extras = data_info.extras
+        task = extras.get("task")
+        if data_info.modality != "image-to-image" or not extras.get("paired") or task not in self.tasks:
+            kind = f"task={task}" if extras.get("paired") else f"{data_info.modality} data"
+            examples = {"sr2x": "photos?task=sr2x", "sr4x": "photos?task=sr4x", "paired": "paired:ROOT"}
+            accepted = ", ".join(examples.get(t, f"photos?task={t}") for t in self.tasks)
+            raise UsageError(f"{self.name} learns pairs of {', '.join(self.tasks)}, not {kind}; accepted: {accepted}")
+        filled: dict[str, Any] = {}
+        if hasattr(config, "resolution"):
+            filled["resolution"] = config.resolution or data_info.resolution or self.default_resolution
+        if hasattr(config, "channels"):
+            filled["channels"] = config.channels or data_info.channels or 3
+        if hasattr(config, "source_channels"):
+            colour = filled.get("channels", 3)
+            filled["source_channels"] = 1 if task == "colorize" else extras.get("source_channels") or colour
+        if hasattr(config, "scale"):
+            filled["scale"] = int(extras.get("scale") or 1)
+        return dataclasses.replace(config, **filled)
+
+    def validate(self, config: Any) -> None:
+        resolution, scale = getattr(config, "resolution", None), getattr(config, "scale", 1) or 1
+        if resolution is not None and resolution % scale:
+            raise UsageError(f"{self.name} resolution={resolution} must be a multiple of the scale {scale}")
+
+    def build(self, config: Any, data_info: DataInfo) -> dict[str, nn.Module]:
+        nets = self.build_networks(config, data_info)
+        resolution, scale = config.resolution, getattr(config, "scale", 1) or 1
+        source_channels = getattr(config, "source_channels", config.channels)
+        source_shape = (source_channels, resolution // scale, resolution // scale)
+        nets["examples"] = PairExamples(EXAMPLES, source_shape, (config.channels, resolution, resolution))
+        return nets
+
+    def schedule(self, config: Any) -> list[UpdateStep]:
+        return [
+            UpdateStep(self.d_role, (self.d_role,), self._remembering_d_loss),
+            UpdateStep("generator", ("generator",), self.g_loss),
+        ]
+
+    def _remembering_d_loss(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> Any:
+        nets["examples"].remember(batch)
+        return self.d_loss(nets, batch, ctx)
+
+    def optimizers(self, config: Any) -> dict[str, OptimizerSpec]:
+        betas = tuple(config.betas)
+        lr_g, lr_d = (getattr(config, "lr_g", None), getattr(config, "lr_d", None))
+        if lr_g is None or lr_d is None:
+            lr_g = lr_d = config.lr
+        return {"generator": OptimizerSpec(lr=lr_g, betas=betas), self.d_role: OptimizerSpec(lr=lr_d, betas=betas)}
+
+    def enhance(
+        self, nets: Mapping[str, nn.Module], source: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        device = next(nets["generator"].parameters()).device
+        source = source.to(device)
+        mask = None if mask is None else mask.to(device)
+        return composite(self.generate(nets, source, mask), source, mask).clamp(-1, 1)
+
+    def translate(self, nets: Mapping[str, nn.Module], images: torch.Tensor, direction: str) -> torch.Tensor:
+        if direction != "a2b":
+            raise UsageError(f"{self.name} translates one way (a2b, source to target), not {direction}")
+        if bool(nets["examples"].masked):
+            raise UsageError(f"this {self.name} fills holes given by a mask: use ganzoo enhance with --mask")
+        return self.enhance(nets, images)
+
+    def sample(
+        self,
+        nets: Mapping[str, nn.Module],
+        n: int,
+        condition: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Rows of three images from the stored training pairs: the input (at the output's size), the output and
+        the target; max(1, n // 3) rows (at most the pairs kept), picked by `generator`."""
+        if condition is not None:
+            raise UsageError(f"{self.name} enhances given images and takes no condition")
+        pairs = nets["examples"].pairs()
+        if len(pairs["source"]) == 0:
+            raise UsageError(f"this {self.name} has no stored pairs yet (they are kept from the first training batch)")
+        rows = min(max(1, n // 3), len(pairs["source"]))
+        pick = torch.randperm(len(pairs["source"]), generator=generator, device=pairs["source"].device)[:rows]
+        source, target = pairs["source"][pick], pairs["target"][pick]
+        output = self.enhance(nets, source, pairs["mask"][pick] if "mask" in pairs else None)
+        shown = shown_at(source, target.shape[-1], target.shape[1])
+        return torch.stack([shown, output.to(target.device), target], dim=1).flatten(0, 1)
+
+    def frozen_d_blocks(self, nets: Mapping[str, nn.Module]) -> list[nn.Module]:
+        return list(getattr(nets[self.d_role], "blocks", ()))
+
+
+__all__ = ["EXAMPLES", "PairExamples", "PairedImageGAN", "composite", "shown_at"]
