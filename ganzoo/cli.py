@@ -450,12 +450,13 @@ def eval_command(
     from ganzoo.engine.logging import bar_is_readable
     from ganzoo.engine.precision import resolve_device
     from ganzoo.hub import load_pretrained
-    from ganzoo.metrics.evaluation import default_metrics, evaluate, parse_metrics, record_evaluation
+    from ganzoo.metrics.evaluation import default_metrics, evaluate, is_paired, parse_metrics, record_evaluation
 
     if metrics is not None:
         parse_metrics(metrics)  # a typo fails before any download
     model = load_pretrained(source, device=resolve_device(device))
-    names = list(parse_metrics(metrics if metrics is not None else default_metrics(model.plugin.modality)))
+    default = default_metrics(model.plugin.modality, is_paired(model))
+    names = list(parse_metrics(metrics if metrics is not None else default))
     if model.conditional and "accuracy" not in names and features == "digits":
         names.append("accuracy")
     shown = bar_is_readable()  # progress bars on a terminal only (their redraws garble logs)

@@ -103,3 +103,31 @@ def test_a_model_that_is_not_paired_does_not_enhance():
     model = ganzoo.create_model("dcgan", g_width=4, d_width=4, latent_dim=4)
     with pytest.raises(UsageError, match="dcgan does not enhance images"):
         model.enhance(torch.zeros(1, 1, 28, 28))
+
+
+def test_evaluate_scores_outputs_against_the_held_out_targets(tmp_path):
+    """`ganzoo eval` on a paired model: PSNR and SSIM by default (the means of the per-pair values), FID and the
+    digits classifier's accuracy on the outputs when asked; the CLI prints them."""
+    from click.testing import CliRunner
+
+    from ganzoo.cli import cli
+    from ganzoo.data import resolve_data
+    from ganzoo.metrics.evaluation import evaluate
+    from ganzoo.metrics.paired import psnr
+
+    result = ganzoo.Trainer(ToyPaired(), train=QUIET, data="mnist-4k?n=64&task=sr2x", out=tmp_path / "r").fit()
+    test = "mnist-4k?split=test&task=sr2x"
+    scores = evaluate(result.model, test, "psnr,ssim,fid,accuracy", "digits", n=40, batch_size=16)
+    pairs = resolve_data(test).load(resolution=28, channels=1).__getitems__(list(range(40)))
+    expected = psnr(result.model.enhance(pairs["source"]), pairs["target"]).mean().item()
+    assert scores["psnr"] == pytest.approx(expected, rel=1e-5) and 0 < scores["ssim"] < 1
+    assert scores["n"] == 40 and scores["fid"] > 0 and 0 <= scores["accuracy"] <= 1
+    with pytest.raises(UsageError, match="not a metric for toy-paired"):
+        evaluate(result.model, test, "bleu")
+    ganzoo.register(ToyPaired(), replace=True)  # the CLI loads the run by the plugin's name
+    try:
+        shown = CliRunner().invoke(cli, ["eval", str(tmp_path / "r"), "--data", test, "--n", "20"])
+    finally:
+        ganzoo.unregister("toy-paired")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.split()[0] == "psnr" and "ssim" in shown.output and "fid" not in shown.output

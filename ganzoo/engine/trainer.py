@@ -435,7 +435,8 @@ class Trainer:
             from ganzoo.metrics.evaluation import default_metrics, parse_metrics
             from ganzoo.metrics.features import get_features
 
-            self._eval_metrics = parse_metrics(tc.eval_metrics or default_metrics(self.plugin.modality)[:1])
+            default = default_metrics(self.plugin.modality, bool(data_info.extras.get("paired")))
+            self._eval_metrics = parse_metrics(tc.eval_metrics or default[:1])
             if self.plugin.modality != "text":
                 self._extractor = get_features(tc.eval_features, device)
         stream = BatchStream(

@@ -26,15 +26,25 @@ from ganzoo.model import GANModel
 
 IMAGE_METRICS = ("fid", "kid", "pr", "is", "accuracy")
 TEXT_METRICS = ("bleu", "self-bleu")
-METRICS = IMAGE_METRICS + TEXT_METRICS
+PAIRED_METRICS = ("psnr", "ssim", "fid", "kid", "pr", "accuracy")
+METRICS = IMAGE_METRICS + TEXT_METRICS + ("psnr", "ssim")
 DEFAULT_METRICS = ("fid", "kid", "pr")
 DEFAULT_TEXT_METRICS = TEXT_METRICS
+DEFAULT_PAIRED_METRICS = ("psnr", "ssim")
 SELF_BLEU_SCORED = 500
 
 
-def default_metrics(modality: str) -> tuple[str, ...]:
-    """What `ganzoo eval` computes when no metrics are named: FID, KID and precision/recall, or BLEU and self-BLEU."""
-    return DEFAULT_TEXT_METRICS if modality == "text" else DEFAULT_METRICS
+def default_metrics(modality: str, paired: bool = False) -> tuple[str, ...]:
+    """What `ganzoo eval` computes when no metrics are named: FID, KID and precision/recall; BLEU and self-BLEU for
+    text; PSNR and SSIM for paired image-to-image models."""
+    if modality == "text":
+        return DEFAULT_TEXT_METRICS
+    return DEFAULT_PAIRED_METRICS if paired else DEFAULT_METRICS
+
+
+def is_paired(model: GANModel) -> bool:
+    """Whether the model maps paired inputs to outputs (super-resolution, inpainting, pix2pix, ...)."""
+    return model.plugin.modality == "image-to-image" and bool(model.data_info.extras.get("paired"))
 
 
 def parse_metrics(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -106,9 +116,9 @@ def evaluate(
 
     Returns the metric values, plus `n`, `reference_n`, `features` (images), `data` and `seconds`.
     """
-    modality = model.plugin.modality
-    names = parse_metrics(metrics if metrics is not None else default_metrics(modality))
-    accepted = TEXT_METRICS if modality == "text" else IMAGE_METRICS
+    modality, paired = model.plugin.modality, is_paired(model)
+    names = parse_metrics(metrics if metrics is not None else default_metrics(modality, paired))
+    accepted = TEXT_METRICS if modality == "text" else PAIRED_METRICS if paired else IMAGE_METRICS
     wrong = [name for name in names if name not in accepted]
     if wrong:
         raise UsageError(
@@ -123,6 +133,8 @@ def evaluate(
         raise UsageError("no data to compare with: pass --data SPEC (the model does not record its training data)")
     if modality == "text":
         return _evaluate_text(model, data, names, n, seed, use_ema, started)
+    if paired:
+        return _evaluate_paired(model, data, names, features, weights, n, batch_size, seed, use_ema, started)
     extractor = features if isinstance(features, FeatureExtractor) else get_features(features, model.device, weights)
     if "is" in names and extractor.num_classes is None:
         raise UsageError(f"the Inception Score needs a classifier extractor; {extractor.name} gives no logits")
@@ -156,6 +168,63 @@ def evaluate(
         data=data,
         seconds=round(time.perf_counter() - started, 2),
     )
+    return result
+
+
+def _evaluate_paired(
+    model: GANModel,
+    data: str,
+    names: Sequence[str],
+    features: str | FeatureExtractor,
+    weights: str | None,
+    n: int,
+    batch_size: int,
+    seed: int,
+    use_ema: bool,
+    started: float,
+) -> dict[str, Any]:
+    """PSNR / SSIM (means over the pairs) of the model's outputs for the first n pairs of `data` against their
+    targets; FID / KID / precision-recall of the outputs against those targets' features; accuracy: the
+    extractor's classifier on the outputs against the pairs' labels (e.g. super-resolved digits)."""
+    from ganzoo.data import resolve_data
+    from ganzoo.metrics.paired import psnr, ssim
+
+    source = resolve_data(data)
+    if not source.info().extras.get("paired"):
+        raise UsageError(f"{model.plugin.name} is scored on pairs; {data!r} holds none (e.g. add ?task=...)")
+    dataset = source.load(**model.plugin.data_options(model.config))
+    count = min(n, len(dataset))
+    outputs, targets, labels, scores = [], [], [], {"psnr": [], "ssim": []}
+    for start in range(0, count, batch_size):
+        batch = dataset.__getitems__(list(range(start, min(count, start + batch_size))))
+        output = model.enhance(batch["source"], batch.get("mask"), use_ema)
+        scores["psnr"].append(psnr(output, batch["target"]))
+        scores["ssim"].append(ssim(output, batch["target"]))
+        outputs.append(output)
+        targets.append(batch["target"])
+        if "label" in batch:
+            labels.append(batch["label"])
+    result: dict[str, Any] = {}
+    for name in ("psnr", "ssim"):
+        if name in names:
+            result[name] = float(torch.cat(scores[name]).clamp(max=100).mean())  # identical pairs: 100 dB
+    if {"fid", "kid", "pr", "accuracy"} & set(names):
+        extractor = features
+        if not isinstance(extractor, FeatureExtractor):
+            extractor = get_features(features, model.device, weights)
+        fake, logits = extract_all(extractor, torch.cat(outputs), batch_size, False, "features of outputs")
+        real, _ = extract_all(extractor, torch.cat(targets), batch_size, False, "features of targets")
+        if "fid" in names:
+            result["fid"] = stats.frechet_distance_of(fake, real)
+        if "kid" in names:
+            result["kid_mean"], result["kid_std"] = stats.kernel_distance(fake, real, seed=seed)
+        if "pr" in names:
+            result["precision"], result["recall"] = stats.precision_recall(fake, real)
+        if "accuracy" in names:
+            if logits is None or not labels:
+                raise UsageError("accuracy needs labelled pairs (e.g. mnist-4k?task=sr4x) and a classifier extractor")
+            result["accuracy"] = float((logits.argmax(dim=1) == torch.cat(labels)).double().mean())
+    result.update(n=count, data=data, seconds=round(time.perf_counter() - started, 2))
     return result
 
 
@@ -194,6 +263,8 @@ PRIMARY = {
     "pr": ("recall", False),
     "is": ("is_mean", False),
     "accuracy": ("accuracy", False),
+    "psnr": ("psnr", False),
+    "ssim": ("ssim", False),
     "bleu": ("bleu4", False),
     "self-bleu": ("self_bleu4", True),
 }
