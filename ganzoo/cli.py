@@ -517,6 +517,52 @@ def translate(source: str, inputs: str, direction: str, out: str, device: str, n
 
 @cli.command()
 @click.argument("source")
+@click.option("--input", "inputs", required=True, type=click.Path(), help="an image file or a directory of images")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for the outputs")
+@click.option("--mask", default=None, type=click.Path(), help="inpainting: a mask image or a directory of masks")
+@click.option("--overlap", type=click.IntRange(min=0), default=None, help="tile overlap in input pixels")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="tiles at once")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-ema", is_flag=True, help="use the raw generator instead of its EMA copy")
+def enhance(
+    source: str,
+    inputs: str,
+    out: str,
+    mask: str | None,
+    overlap: int | None,
+    batch_size: int,
+    device: str,
+    no_ema: bool,
+) -> None:
+    """Enhance images of any size with a paired image-to-image model: super-resolution, denoising, colorization,
+    inpainting, pix2pix (SOURCE: a run, checkpoint, saved model or Hub repo).
+
+    Each image under --input is processed in overlapping tiles of the model's input size, blended without seams,
+    and written under the same name (and sub-folder) in --out at its size times the model's scale. Inpainting
+    fills the nonzero pixels of --mask (a mask image of the same size, or a directory of them under the inputs'
+    names), else the images' transparent pixels; known pixels are kept exactly.
+    """
+    from ganzoo.engine.logging import bar_is_readable
+    from ganzoo.engine.precision import resolve_device
+    from ganzoo.enhance import enhance as enhance_images
+    from ganzoo.hub import load_pretrained
+
+    model = load_pretrained(source, device=resolve_device(device))
+    written = enhance_images(
+        model,
+        inputs,
+        out,
+        mask=mask,
+        overlap=overlap,
+        batch_size=batch_size,
+        use_ema=not no_ema,
+        progress=bar_is_readable(),
+    )
+    click.echo(f"enhanced {len(written)} image(s) into {out}")
+
+
+@cli.command()
+@click.argument("source")
 @click.argument("directory", type=click.Path(file_okay=False))
 def save(source: str, directory: str) -> None:
     """Export a trained model (SOURCE: a run, checkpoint, saved model or Hub repo) to DIRECTORY in the Hub layout:
