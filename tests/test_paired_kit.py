@@ -12,7 +12,8 @@ from torch import nn
 
 import ganzoo
 from ganzoo import UsageError, option
-from ganzoo.kit.paired import EXAMPLES, PairedImageGAN, composite
+from ganzoo.kit.paired import EXAMPLES, PairedImageGAN
+from ganzoo.kit.pairs import composite
 from ganzoo.losses import discriminator_loss, generator_loss
 
 QUIET = {"steps": 2, "batch_size": 8, "progress": False, "tensorboard": False, "device": "cpu", "sample_grid": 9}

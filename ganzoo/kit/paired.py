@@ -14,82 +14,26 @@ sample grids. A plugin sets its class attributes (name, Config, `tasks`), writes
   source kept exactly (`composite`); `translate(nets, images, "a2b")` is the same for `ganzoo translate`;
 - `sample`: rows of (input shown at the output's size, output, target) from the stored pairs;
 - `frozen_d_blocks`: the discriminator's `blocks`.
+
+This module does not import torch at import time (so `ganzoo list` stays fast); the modules and tensor helpers it
+uses are in `ganzoo.kit.pairs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ganzoo.errors import UsageError
 from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 EXAMPLES = 8
 """Training pairs kept for sample grids."""
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def from_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div(127.5).sub(1.0)
-
-
-class PairExamples(nn.Module):
-    """The first `count` training pairs (source, target and, for inpainting, mask) as uint8 buffers."""
-
-    def __init__(self, count: int, source_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.register_buffer("source", torch.zeros((count, *source_shape), dtype=torch.uint8))
-        self.register_buffer("target", torch.zeros((count, *target_shape), dtype=torch.uint8))
-        self.register_buffer("mask", torch.zeros((count, 1, *target_shape[1:]), dtype=torch.uint8))
-        self.register_buffer("count", torch.zeros((), dtype=torch.long))
-        self.register_buffer("masked", torch.zeros((), dtype=torch.bool))  # pairs with masks: an inpainting model
-
-    @torch.no_grad()
-    def remember(self, batch: Mapping[str, torch.Tensor]) -> None:
-        have, capacity = int(self.count), len(self.source)
-        take = min(capacity - have, len(batch["source"]))
-        if take <= 0:
-            return
-        self.source[have : have + take] = to_uint8(batch["source"][:take])
-        self.target[have : have + take] = to_uint8(batch["target"][:take])
-        if "mask" in batch:
-            self.mask[have : have + take] = batch["mask"][:take].to(torch.uint8)
-            self.masked.fill_(True)
-        self.count += take
-
-    def pairs(self) -> dict[str, torch.Tensor]:
-        """The stored pairs: source and target in [-1, 1], and for an inpainting model the masks in {0, 1}."""
-        count = int(self.count)
-        pairs = {"source": from_uint8(self.source[:count]), "target": from_uint8(self.target[:count])}
-        if bool(self.masked):
-            pairs["mask"] = self.mask[:count].float()
-        return pairs
-
-
-def composite(output: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Inpainting: the output in the holes (mask 1), the source's known pixels, exactly, elsewhere."""
-    if mask is None:
-        return output
-    hole = mask.to(torch.bool).expand_as(output)
-    return torch.where(hole, output.to(source.dtype), source)
-
-
-def shown_at(source: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """A model input drawn beside outputs of `size` px and `channels`: enlarged by repeating pixels (so the
-    low-resolution input of a super-resolution model shows as such), grey repeated to colour."""
-    if source.shape[-1] != size:
-        source = F.interpolate(source, size=(size, size), mode="nearest")
-    if source.shape[1] != channels:
-        source = source.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
-    return source
 
 
 class PairedImageGAN(GANPlugin):
@@ -147,6 +91,8 @@ class PairedImageGAN(GANPlugin):
             raise UsageError(f"{self.name} resolution={resolution} must be a multiple of the scale {scale}")
 
     def build(self, config: Any, data_info: DataInfo) -> dict[str, nn.Module]:
+        from ganzoo.kit.pairs import PairExamples
+
         nets = self.build_networks(config, data_info)
         resolution, scale = config.resolution, getattr(config, "scale", 1) or 1
         source_channels = getattr(config, "source_channels", config.channels)
@@ -174,6 +120,8 @@ class PairedImageGAN(GANPlugin):
     def enhance(
         self, nets: Mapping[str, nn.Module], source: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        from ganzoo.kit.pairs import composite
+
         device = next(nets["generator"].parameters()).device
         source = source.to(device)
         mask = None if mask is None else mask.to(device)
@@ -195,6 +143,10 @@ class PairedImageGAN(GANPlugin):
     ) -> torch.Tensor:
         """Rows of three images from the stored training pairs: the input (at the output's size), the output and
         the target; max(1, n // 3) rows (at most the pairs kept), picked by `generator`."""
+        import torch
+
+        from ganzoo.kit.pairs import shown_at
+
         if condition is not None:
             raise UsageError(f"{self.name} enhances given images and takes no condition")
         pairs = nets["examples"].pairs()
@@ -211,4 +163,4 @@ class PairedImageGAN(GANPlugin):
         return list(getattr(nets[self.d_role], "blocks", ()))
 
 
-__all__ = ["EXAMPLES", "PairExamples", "PairedImageGAN", "composite", "shown_at"]
+__all__ = ["EXAMPLES", "PairedImageGAN"]
