@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ganzoo.engine.checkpoint import atomic_path
 from ganzoo.errors import UsageError
-from ganzoo.translate import _inputs
+from ganzoo.translate import input_files
 
 _MODES = {1: "L", 3: "RGB"}
 
@@ -186,13 +186,7 @@ def enhance(
     if mask is not None and not inpainting:
         raise UsageError(f"--mask is for inpainting models; this {model.plugin.name} was trained on {extras['task']}")
     inputs, out_dir = Path(inputs), Path(out_dir)
-    root, files = _inputs(inputs)
-    if inputs.is_dir() and out_dir.resolve() == inputs.resolve():
-        raise UsageError(f"the output directory {out_dir} is the input directory; choose another --out")
-    sources = {path.resolve() for path in files}
-    clash = next((path for path in files if (out_dir / path.relative_to(root)).resolve() in sources), None)
-    if clash is not None:
-        raise UsageError(f"writing the output of {clash} into {out_dir} would overwrite it; choose another --out")
+    root, files = input_files(inputs, out_dir, "enhancing")
     mask_path = Path(mask) if mask is not None else None
     if mask_path is not None and not mask_path.exists():
         raise UsageError(f"mask not found: {mask_path}")

@@ -38,6 +38,19 @@ def _inputs(path: Path) -> tuple[Path, list[Path]]:
     return path, files
 
 
+def input_files(inputs: Path, out_dir: Path, doing: str) -> tuple[Path, list[Path]]:
+    """The image files of `inputs` (a file or a directory) and the directory their names are relative to; an
+    `out_dir` that would overwrite one of them (or is the input directory) is a `UsageError`."""
+    root, files = _inputs(inputs)
+    if inputs.is_dir() and out_dir.resolve() == inputs.resolve():
+        raise UsageError(f"the output directory {out_dir} is the input directory; choose another --out")
+    sources = {path.resolve() for path in files}
+    clash = next((path for path in files if (out_dir / path.relative_to(root)).resolve() in sources), None)
+    if clash is not None:
+        raise UsageError(f"{doing} {clash} into {out_dir} would overwrite it; choose another --out")
+    return root, files
+
+
 def _read(path: Path, mode: str) -> Image.Image | None:
     try:
         with Image.open(path) as image:
@@ -112,13 +125,7 @@ def translate(
         raise UsageError(f"translate reads grey or RGB images; this model has {channels} channels")
     mode = _MODES[channels]
     inputs, out_dir = Path(inputs), Path(out_dir)
-    root, files = _inputs(inputs)
-    if inputs.is_dir() and out_dir.resolve() == inputs.resolve():
-        raise UsageError(f"the output directory {out_dir} is the input directory; choose another --out")
-    sources = {path.resolve() for path in files}
-    clash = next((path for path in files if (out_dir / path.relative_to(root)).resolve() in sources), None)
-    if clash is not None:
-        raise UsageError(f"translating {clash} into {out_dir} would overwrite it; choose another --out")
+    root, files = input_files(inputs, out_dir, "translating")
     images = [(path, _read(path, mode)) for path in files]
     unreadable = [path for path, image in images if image is None]
     if inputs.is_file() and unreadable:
@@ -151,4 +158,4 @@ def translate(
     return written
 
 
-__all__ = ["DIRECTIONS", "translate"]
+__all__ = ["DIRECTIONS", "input_files", "translate"]

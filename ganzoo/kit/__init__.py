@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ImageGAN", "class_labels", "latent", "random_labels", "slerp"]
+__all__ = ["ImageGAN", "adam_optimizers", "class_labels", "latent", "random_labels", "slerp"]
 
 
 def latent(ctx: StepContext, n: int) -> torch.Tensor:
@@ -81,6 +81,16 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     weight_a = torch.where(parallel, 1 - t, torch.sin((1 - t) * theta) / sin)
     weight_b = torch.where(parallel, t, torch.sin(t * theta) / sin)
     return weight_a * a + weight_b * b
+
+
+def adam_optimizers(config: Any, d_role: str) -> dict[str, OptimizerSpec]:
+    """Adam for the generator and the discriminator role with the config's `lr_g` / `lr_d` (or one `lr`) and
+    `betas`."""
+    betas = tuple(config.betas)
+    lr_g, lr_d = (getattr(config, "lr_g", None), getattr(config, "lr_d", None))
+    if lr_g is None or lr_d is None:
+        lr_g = lr_d = config.lr
+    return {"generator": OptimizerSpec(lr=lr_g, betas=betas), d_role: OptimizerSpec(lr=lr_d, betas=betas)}
 
 
 class ImageGAN(GANPlugin):
@@ -140,11 +150,7 @@ class ImageGAN(GANPlugin):
         ]
 
     def optimizers(self, config: Any) -> dict[str, OptimizerSpec]:
-        betas = tuple(config.betas)
-        lr_g, lr_d = (getattr(config, "lr_g", None), getattr(config, "lr_d", None))
-        if lr_g is None or lr_d is None:
-            lr_g = lr_d = config.lr
-        return {"generator": OptimizerSpec(lr=lr_g, betas=betas), self.d_role: OptimizerSpec(lr=lr_d, betas=betas)}
+        return adam_optimizers(config, self.d_role)
 
     def latent_size(self, nets: Mapping[str, nn.Module]) -> int:
         return nets["generator"].latent_dim

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ganzoo.errors import UsageError
+from ganzoo.kit import adam_optimizers
 from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep
 
 if TYPE_CHECKING:
@@ -111,11 +112,7 @@ class PairedImageGAN(GANPlugin):
         return self.d_loss(nets, batch, ctx)
 
     def optimizers(self, config: Any) -> dict[str, OptimizerSpec]:
-        betas = tuple(config.betas)
-        lr_g, lr_d = (getattr(config, "lr_g", None), getattr(config, "lr_d", None))
-        if lr_g is None or lr_d is None:
-            lr_g = lr_d = config.lr
-        return {"generator": OptimizerSpec(lr=lr_g, betas=betas), self.d_role: OptimizerSpec(lr=lr_d, betas=betas)}
+        return adam_optimizers(config, self.d_role)
 
     def enhance(
         self, nets: Mapping[str, nn.Module], source: torch.Tensor, mask: torch.Tensor | None = None

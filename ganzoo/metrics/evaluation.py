@@ -147,13 +147,7 @@ def evaluate(
     )
     batches, labels = generate(model, n, batch_size, seed, use_ema, progress)
     fake, logits = extract_all(extractor, torch.cat(batches), batch_size, progress, "features of samples")
-    result: dict[str, Any] = {}
-    if "fid" in names:
-        result["fid"] = stats.frechet_distance_of(fake, real)
-    if "kid" in names:
-        result["kid_mean"], result["kid_std"] = stats.kernel_distance(fake, real, seed=seed)
-    if "pr" in names:
-        result["precision"], result["recall"] = stats.precision_recall(fake, real)
+    result = _distances(fake, real, names, seed)
     if "is" in names:
         assert logits is not None
         result["is_mean"], result["is_std"] = stats.inception_score(logits)
@@ -168,6 +162,18 @@ def evaluate(
         data=data,
         seconds=round(time.perf_counter() - started, 2),
     )
+    return result
+
+
+def _distances(fake: torch.Tensor, real: torch.Tensor, names: Sequence[str], seed: int) -> dict[str, float]:
+    """FID, KID and precision/recall (those of `names`) between two feature sets."""
+    result = {}
+    if "fid" in names:
+        result["fid"] = stats.frechet_distance_of(fake, real)
+    if "kid" in names:
+        result["kid_mean"], result["kid_std"] = stats.kernel_distance(fake, real, seed=seed)
+    if "pr" in names:
+        result["precision"], result["recall"] = stats.precision_recall(fake, real)
     return result
 
 
@@ -214,12 +220,7 @@ def _evaluate_paired(
             extractor = get_features(features, model.device, weights)
         fake, logits = extract_all(extractor, torch.cat(outputs), batch_size, False, "features of outputs")
         real, _ = extract_all(extractor, torch.cat(targets), batch_size, False, "features of targets")
-        if "fid" in names:
-            result["fid"] = stats.frechet_distance_of(fake, real)
-        if "kid" in names:
-            result["kid_mean"], result["kid_std"] = stats.kernel_distance(fake, real, seed=seed)
-        if "pr" in names:
-            result["precision"], result["recall"] = stats.precision_recall(fake, real)
+        result.update(_distances(fake, real, names, seed))
         if "accuracy" in names:
             if logits is None or not labels:
                 raise UsageError("accuracy needs labelled pairs (e.g. mnist-4k?task=sr4x) and a classifier extractor")
