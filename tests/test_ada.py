@@ -223,3 +223,14 @@ def test_augmentation_settings_are_checked_before_training(tmp_path):
         ganzoo.Trainer("lstm-gan", train={"augment": "ada"})
     result = CliRunner().invoke(cli, ["train", "dcgan", "--augment", "adaptive"], prog_name="ganzoo")
     assert result.exit_code == 2 and "'adaptive' is not one of 'none', 'ada'" in result.stderr
+
+
+def test_an_interval_without_a_discriminator_update_keeps_p():
+    """A generator-only phase (e.g. srgan's L1 pre-training) calls no discriminator: p stays, nothing is refused."""
+    d = _SureD(1.0)
+    ada = _controller(d)
+    ada.p = 0.25
+    ada.expect_real({"image": _images(8)})
+    assert ada.adjust() is None and ada.p == 0.25
+    _iterations(ada, d, 4)
+    assert ada.p == pytest.approx(0.75)

@@ -132,3 +132,17 @@ def test_evaluate_scores_outputs_against_the_held_out_targets(tmp_path):
         ganzoo.unregister("toy-paired")
     assert shown.exit_code == 0, shown.output
     assert shown.output.split()[0] == "psnr" and "ssim" in shown.output and "fid" not in shown.output
+
+
+def test_sources_follow_the_models_channels_except_for_colorization():
+    """The data converts sources to the model's channels, so grey models of colour photos get grey sources; a
+    colorization model's source is its one luma channel."""
+    plugin = ToyPaired()
+    colour = {"paired": True, "scale": 2, "source_channels": 3}
+    for task, expected in (("sr2x", 1), ("colorize", 1)):
+        info = ganzoo.DataInfo(modality="image-to-image", channels=3, resolution=28, extras={**colour, "task": task})
+        plugin.tasks = (task,)
+        config = plugin.resolve_config(ToyPairedConfig(channels=1), info)
+        assert config.source_channels == expected
+    config = plugin.resolve_config(ToyPairedConfig(), info)
+    assert (config.channels, config.source_channels) == (3, 1)

@@ -54,6 +54,7 @@ class AdaptiveAugment:
         self.signs = torch.zeros(2, device=device)  # sum of sign(D(real)) and how many outputs
         self._real: tuple[torch.Tensor, ...] = ()
         self._real_call = False
+        self._called = False  # whether a discriminator ran since the last adjustment
 
     def install(self, modules: Iterable[nn.Module]) -> list[torch.utils.hooks.RemovableHandle]:
         """Augment every training-mode call of each module and record its outputs on the real batch."""
@@ -61,6 +62,7 @@ class AdaptiveAugment:
         def before(module: nn.Module, args: tuple) -> tuple | None:
             if not module.training or not args:
                 return None
+            self._called = True
             self._real_call = any(args[0] is real for real in self._real)
             return (ada_augment(args[0], self.p), *args[1:])
 
@@ -82,16 +84,21 @@ class AdaptiveAugment:
         """The update about to run gets `batch`: its image tensors are the real images."""
         self._real = tuple(v for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim == 4)
 
-    def adjust(self, world_size: int = 1) -> float:
-        """Move p from the outputs seen since the last adjustment; returns r_t. A collective under DDP."""
+    def adjust(self, world_size: int = 1) -> float | None:
+        """Move p from the outputs seen since the last adjustment; returns r_t (None, p kept, when no discriminator
+        ran in the interval, as in a generator-only phase). A collective under DDP."""
         signs = self.signs.clone()
         if world_size > 1:
             dist.all_reduce(signs)
         total, count = signs.tolist()
+        called, self._called = self._called, False
+        if count == 0 and not called:  # no discriminator update ran (e.g. a generator-only pre-training phase)
+            return None
         if count == 0:
             raise PluginError(
                 "augment=ada measures E[sign(D(real))], but no discriminator was called on the real batch itself "
-                "(e.g. on torch.cat of real and fake images); call it on batch['image'] to use ada"
+                "(e.g. on torch.cat of real and fake images, or of source and target); call it on batch['image'] "
+                "(batch['target'] for paired data) itself to use ada"
             )
         r_t = total / count
         direction = (r_t > self.target) - (r_t < self.target)

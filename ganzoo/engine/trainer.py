@@ -658,8 +658,9 @@ class Trainer:
                 for key, value in logs.items():
                     window.add(key, value)
         if run.ada is not None:
-            if (self.step + 1) % run.ada.interval == 0:
-                window.add("augment/r_t", run.ada.adjust(run.dist.world_size))
+            r_t = run.ada.adjust(run.dist.world_size) if (self.step + 1) % run.ada.interval == 0 else None
+            if r_t is not None:
+                window.add("augment/r_t", r_t)
             window.add("augment/p", run.ada.p)
         if run.dist.enabled:  # before the EMA reads them: batch-norm statistics follow rank 0
             for net in run.model.nets.values():

@@ -79,9 +79,8 @@ class PairedImageGAN(GANPlugin):
             filled["resolution"] = config.resolution or data_info.resolution or self.default_resolution
         if hasattr(config, "channels"):
             filled["channels"] = config.channels or data_info.channels or 3
-        if hasattr(config, "source_channels"):
-            colour = filled.get("channels", 3)
-            filled["source_channels"] = 1 if task == "colorize" else extras.get("source_channels") or colour
+        if hasattr(config, "source_channels"):  # the data converts sources to the model's channels (colorize: luma)
+            filled["source_channels"] = 1 if task == "colorize" else filled.get("channels", config.channels) or 3
         if hasattr(config, "scale"):
             filled["scale"] = int(extras.get("scale") or 1)
         return dataclasses.replace(config, **filled)
