@@ -90,7 +90,9 @@ def write_results() -> None:
     plugins = sorted({row["plugin"] for row in rows}, key=lambda p: min(r["fid"] for r in rows if r["plugin"] == p))
     lines = [
         f"machine: {platform.machine()}, 2 cores, torch {torch.__version__}; each run one process with one torch "
-        "thread, two runs side by side (so each had one core). Budget: CPU-minutes of training (evaluations "
+        "thread, the runs side by side and beside other jobs (up to 9 processes on the 2 cores at times): the budget "
+        "is the run's own CPU time, so it is not charged for the others' load, though sharing caches slows every "
+        "run somewhat, all of them alike. Budget: CPU-minutes of training (evaluations "
         f"excluded) with each plugin's defaults on `{TRAIN}` (3,000 digits), its EMA generator scored with "
         f"{rows[0].get('n', 2000)} samples against the 1,000 held-out digits of `{HELD_OUT}` (`digits` features). "
         "KID x 1e3. Median over the seeds run (per-seed FIDs in brackets). Accuracy: the `digits` classifier's "
