@@ -108,6 +108,16 @@ def list_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def square(image: Image.Image, resolution: int) -> Image.Image:
+    """The image resized (bicubic) so its shorter side is `resolution`, then centre-cropped to a square."""
+    w, h = image.size
+    scale = resolution / min(w, h)
+    size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+    image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
 def _decode(path: Path, resolution: int, mode: str) -> np.ndarray | None:
     try:
         with Image.open(path) as image:
@@ -115,14 +125,7 @@ def _decode(path: Path, resolution: int, mode: str) -> np.ndarray | None:
                 deep = np.asarray(image).astype(np.float32)
                 depth_scale = 257.0 if deep.max() > 255 else 1.0
                 image = Image.fromarray(np.clip(deep / depth_scale + 0.5, 0, 255).astype(np.uint8), "L")
-            image = image.convert(mode)
-            w, h = image.size
-            scale = resolution / min(w, h)
-            size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
-            image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-            left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-            image = image.crop((left, top, left + resolution, top + resolution))
-            array = np.asarray(image, dtype=np.uint8)
+            array = np.asarray(square(image.convert(mode), resolution), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     return array if array.ndim == 3 else array[:, :, None]

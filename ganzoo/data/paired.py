@@ -59,6 +59,7 @@ from ganzoo.data.images import (
     folder_class_names,
     folder_native_channels,
     list_images,
+    square,
 )
 from ganzoo.data.sources import DataSource, FolderSource, SelectedSource, register_data, seeded_subset
 from ganzoo.errors import UsageError
@@ -261,12 +262,7 @@ def _array(image: Image.Image, channels: int, resolution: int | None) -> torch.T
     """A PIL image as uint8 (C, H, W) with `channels`; resized (shorter side, centre crop) when `resolution`."""
     image = image.convert(_PIL_MODES[channels])
     if resolution is not None:
-        w, h = image.size
-        scale = resolution / min(w, h)
-        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
-        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        image = image.crop((left, top, left + resolution, top + resolution))
+        image = square(image, resolution)
     array = np.asarray(image, dtype=np.uint8)
     array = array if array.ndim == 3 else array[:, :, None]
     return torch.from_numpy(array.transpose(2, 0, 1).copy())  # a writable copy in (C, H, W) order
