@@ -79,8 +79,11 @@ class PairedImageGAN(GANPlugin):
             filled["resolution"] = config.resolution or data_info.resolution or self.default_resolution
         if hasattr(config, "channels"):
             filled["channels"] = config.channels or data_info.channels or 3
-        if hasattr(config, "source_channels"):  # the data converts sources to the model's channels (colorize: luma)
-            filled["source_channels"] = 1 if task == "colorize" else filled.get("channels", config.channels) or 3
+        if hasattr(config, "source_channels"):
+            # degradations are made from the target at the model's channels (colorize: its luma); pairs from disk
+            # keep their sources' own channels
+            own = extras.get("source_channels") if task == "paired" else None
+            filled["source_channels"] = 1 if task == "colorize" else own or filled.get("channels", config.channels) or 3
         if hasattr(config, "scale"):
             filled["scale"] = int(extras.get("scale") or 1)
         return dataclasses.replace(config, **filled)
