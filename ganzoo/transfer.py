@@ -15,6 +15,8 @@ start from the source's weights with fresh optimizers, plus the notes a user sho
   the source's rows 5-9); when no name matches, the overlapping rows are copied by index. The rest is kept, and
   a note lists the re-sized tensors and which rows went where;
 - data at another resolution (or channel count) than the model's is converted to the model's, with a note;
+- text is read with the source's vocabulary and sample length (`ganzoo.text.corpus.VocabularySource`): tokens the
+  vocabulary lacks are read as unk, and one warning counts them; longer samples are cut, as in training;
 - FreezeD: a note says how many discriminator blocks (and parameters) the run freezes;
 - the source's Hub repo id and resolved commit go to the run's config.json as `base_model`, which
   `save_pretrained` and `push_to_hub` carry into the model card.
@@ -238,6 +240,19 @@ def _freeze_note(count: int, blocks: Sequence[torch.nn.Module]) -> str:
     return f"freeze-d: froze the first {count} of {len(blocks)} discriminator blocks ({size:,} parameters)"
 
 
+def _text_in_vocabulary(model: GANModel, data: DataSource, overrides: Mapping[str, Any]) -> DataSource:
+    """The data of a text fine-tune, read with the source model's vocabulary and sample length."""
+    from ganzoo.text.corpus import VocabularySource
+
+    fixed = set(model.plugin.data_options(model.config)) & set(overrides)
+    if fixed:
+        raise UsageError(
+            f"{', '.join(sorted(fixed))} cannot be set when fine-tuning {model.plugin.name}: the new text is read "
+            "with the source's vocabulary and sample length"
+        )
+    return VocabularySource(data, model.data_info)
+
+
 def prepare_finetune(
     source: str | Path | GANModel,
     data: str | DataSource,
@@ -255,15 +270,13 @@ def prepare_finetune(
 
     model = source if isinstance(source, GANModel) else load_pretrained(source)
     plugin = model.plugin
-    if plugin.modality == "text":
-        raise UsageError(
-            f"fine-tuning {plugin.name} is not supported yet: a text model's token ids belong to its vocabulary, and "
-            "new data would need that same vocabulary; train on the new text instead"
-        )
     model_overrides, train_overrides = split_overrides(plugin, dict(overrides or {}))
     _check_architecture(model, model_overrides)
 
     data_source = data if isinstance(data, DataSource) else resolve_data(data)
+    text = plugin.modality == "text"
+    if text:
+        data_source = _text_in_vocabulary(model, data_source, model_overrides)
     native = data_source.info()
     config = {**config_to_dict(model.config), **model_overrides}
     old_classes, new_classes = model.data_info.num_classes, native.num_classes
@@ -283,8 +296,8 @@ def prepare_finetune(
         return {k: t for k, t in weights.items() if k.partition(".")[0].removesuffix(EMA_SUFFIX) in trained}
 
     source_weights = {key: tensor.detach().cpu() for key, tensor in learned(model.weights()).items()}
-    with torch.device("meta"):
-        skeleton = build_model(plugin, resolved, native)
+    with torch.device("meta"):  # (text: the source's vocabulary, which loading the data does not change)
+        skeleton = build_model(plugin, resolved, model.data_info if text else native)
     mapping = rows if by_name else None  # by index: the overlapping region
     _, resized = transfer_weights(source_weights, learned(skeleton.weights()), class_change, origin, mapping)
     notes = _data_notes(plugin, resolved, native, data_source.spec)

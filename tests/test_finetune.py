@@ -19,9 +19,11 @@ from PIL import Image
 
 import ganzoo
 from ganzoo.cli import cli
+from ganzoo.data import resolve_data
 from ganzoo.data.sources import TensorImageSource
 from ganzoo.errors import GanzooError, UsageError
 from ganzoo.model import load_run
+from ganzoo.text.corpus import VocabularySource
 from ganzoo.transfer import class_rows, prepare_finetune, transfer_weights
 
 TINY = {"g_width": 4, "d_width": 4, "latent_dim": 8}
@@ -420,10 +422,36 @@ def test_a_cyclegan_keeps_its_networks_and_starts_its_pools_afresh(tmp_path):
         assert_equal(parameters(model.nets[role]), parameters(source.nets[role]))
 
 
-def test_text_models_are_not_fine_tuned(tmp_path):
-    corpus = tmp_path / "names.txt"
-    corpus.write_text("ANNA\nBOB\nCARL\nDORA\n" * 4, encoding="utf-8")
-    config = {"embed_dim": 4, "hidden_dim": 8, "d_embed_dim": 4, "d_hidden_dim": 4, "pretrain_steps": 1}
-    run = ganzoo.Trainer("lstm-gan", config, {**QUIET, "steps": 1}, data=f"text:{corpus}", out=tmp_path / "t").fit()
-    with pytest.raises(UsageError, match="fine-tuning lstm-gan is not supported yet"):
-        prepare_finetune(run.run_dir, f"text:{corpus}")
+TEXT_TINY = {"embed_dim": 4, "hidden_dim": 8, "d_embed_dim": 4, "d_hidden_dim": 4, "pretrain_steps": 1}
+
+
+def test_text_models_fine_tune_in_the_source_vocabulary_and_resume_in_it(tmp_path):
+    source_text, target_text = tmp_path / "names.txt", tmp_path / "other.txt"
+    source_text.write_text("ANNA\nBOB\nCARL\nDORA\n" * 4, encoding="utf-8")
+    target_text.write_text("ZOÉ\nNOA\nBO\nÉLAN\nCARLOTTA\n" * 3, encoding="utf-8")  # Z, É, T unknown; CARLOTTA > 4
+    train = {**QUIET, "steps": 1}
+    run = ganzoo.Trainer("lstm-gan", TEXT_TINY, train, data=f"text:{source_text}", out=tmp_path / "src").fit()
+    source = load_run(run.run_dir)
+
+    with pytest.warns(UserWarning, match=r"15 tokens of text:.*other\.txt \(3 distinct: 'É', 'T', 'Z'\)") as said:
+        overrides = {**train, "freeze_d": 1, "pretrain_steps": 0}
+        plan = prepare_finetune(run.run_dir, f"text:{target_text}", overrides, out=tmp_path / "ft")
+        tuned = plan.trainer.fit().model
+    assert sum("vocabulary" in str(w.message) for w in said) == 1  # one warning
+    assert "freeze-d: froze the first 1 of 3 discriminator blocks" in plan.notes[-1]
+    assert tuned.data_info.extras["vocab"] == source.data_info.extras["vocab"]
+    assert tuned.data_info.extras["max_length"] == source.data_info.extras["max_length"] == 4
+    embed = "discriminator.embed.weight"
+    assert torch.equal(tuned.weights()[embed], source.weights()[embed])  # frozen
+    assert not torch.equal(tuned.weights()["discriminator.out.weight"], source.weights()["discriminator.out.weight"])
+    with pytest.warns(UserWarning):  # the run reads the new names with the source's ids
+        encoded = VocabularySource(resolve_data(f"text:{target_text}"), source.data_info).load().decode(5)
+    assert encoded == ["<unk>O<unk>", "NOA", "BO", "<unk>LAN", "CARL"]
+
+    resumed = ganzoo.Trainer("lstm-gan", train={**train, "steps": 2}, out=tmp_path / "ft", resume=True).fit()
+    assert resumed.model.data_info.extras["vocab"] == source.data_info.extras["vocab"]
+
+    with pytest.raises(UsageError, match="tokenizer cannot be set when fine-tuning lstm-gan"):
+        prepare_finetune(run.run_dir, f"text:{target_text}", {"tokenizer": "word"})
+    with pytest.raises(UsageError, match="a text model reads text data"):
+        prepare_finetune(run.run_dir, "mnist-4k?n=8")

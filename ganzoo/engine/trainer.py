@@ -38,7 +38,7 @@ from ganzoo.engine.logging import RunLogger, image_grid, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
 from ganzoo.errors import DivergenceError, GanzooError, PluginError, PluginFailure, UsageError
 from ganzoo.model import CONFIG_FILE, GANModel, build_model, read_run_config, resolve_model_config
-from ganzoo.plugin import GANPlugin, OptimizerSpec, StepContext, UpdateStep
+from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep
 from ganzoo.registry import get_plugin
 
 Callback = Callable[["Trainer", int], None]
@@ -390,6 +390,11 @@ class Trainer:
             source = self.data_spec
         else:  # no --data: the plugin's own default data when it names one (e.g. a two-domain set), else mnist-4k
             source = resolve_data(self.data_spec or self.plugin.default_data)
+        saved_info = DataInfo.from_dict(saved["data_info"]) if saved and "data_info" in saved else None
+        if saved_info is not None and "vocab" in saved_info.extras:  # a resumed text run keeps its vocabulary
+            from ganzoo.text.corpus import VocabularySource
+
+            source = VocabularySource(source, saved_info)
         native = source.info()
         model_config = resolve_model_config(self.plugin, saved["config"] if saved else self.model_overrides, native)
         dataset = source.load(**self.plugin.data_options(model_config))

@@ -12,14 +12,16 @@ Every text spec takes `?n=COUNT` (with `seed=`): a seeded random subset of its s
 
 `load(tokenizer=, min_freq=, max_length=)` builds the vocabulary from the loaded samples and returns a
 `TextDataset`; samples longer than `max_length` tokens are cut, and one warning says how many were. The dataset's
-`extras` (the vocabulary, the length) are what a text model needs to know about its data. Importing this module
-registers the three specs with `ganzoo.data.register_data`.
+`extras` (the vocabulary, the length) are what a text model needs to know about its data. `VocabularySource` reads
+a source with a model's own vocabulary and length instead (fine-tuning, resuming). Importing this module registers
+the three specs with `ganzoo.data.register_data`.
 """
 
 from __future__ import annotations
 
 import gzip
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -36,6 +38,7 @@ __all__ = [
     "SURNAMES",
     "TextDataset",
     "TextSource",
+    "VocabularySource",
     "encode_samples",
     "read_text_lines",
     "read_token_lines",
@@ -218,13 +221,23 @@ class TextSource(DataSource):
         min_freq: int = 1,
         max_length: int | None = None,
         vocab_size: int | None = None,
+        vocabulary: Vocabulary | None = None,
         **_: Any,
     ) -> TextDataset:
         """Read the samples, build their vocabulary (`tokenizer` and `min_freq` apply to text) and encode them; for
-        token ids the vocabulary is ids 0..`vocab_size`-1 (default: up to the largest id in the samples)."""
+        token ids the vocabulary is ids 0..`vocab_size`-1 (default: up to the largest id in the samples).
+
+        With `vocabulary` (a fine-tuned or resumed model's) the samples are encoded with it instead: its tokenizer
+        applies, and one warning counts the tokens it lacks, which are read as unk."""
         samples = self._read()
         if not samples:
             raise UsageError(f"{self.spec} holds no samples (every line is blank)")
+        if vocabulary is not None:
+            if (self.kind == "tokens") != (vocabulary.tokenizer == "ids"):
+                wanted = "token ids (tokens:PATH)" if vocabulary.tokenizer == "ids" else "text"
+                raise UsageError(f"the model reads {wanted}, and {self.spec!r} is {self.kind}")
+            _warn_unknown(vocabulary.unknown_tokens(samples), self.spec)
+            return encode_samples(samples, vocabulary, max_length, origin=self.spec)
         if vocab_size is not None and self.kind != "tokens":
             raise UsageError(f"vocab_size is for token-id data (tokens:PATH); {self.spec!r} builds its vocabulary")
         if self.kind == "tokens":
@@ -237,6 +250,36 @@ class TextSource(DataSource):
         else:
             vocab = Vocabulary.build(samples, tokenizer, min_freq)
         return encode_samples(samples, vocab, max_length, origin=self.spec)
+
+
+def _warn_unknown(unknown: Counter[str], spec: str) -> None:
+    if not unknown:
+        return
+    shown = ", ".join(repr(token) for token, _ in unknown.most_common(8)) + (", ..." if len(unknown) > 8 else "")
+    warnings.warn(
+        f"{unknown.total()} tokens of {spec} ({len(unknown)} distinct: {shown}) are not in the model's vocabulary "
+        "and are read as <unk>",
+        stacklevel=3,
+    )
+
+
+class VocabularySource(DataSource):
+    """A text source read with a given vocabulary and sample length (a fine-tuned or resumed model's) instead of
+    the vocabulary of its own samples: the token ids then mean what they meant to the model."""
+
+    def __init__(self, source: DataSource, data_info: DataInfo) -> None:
+        if not isinstance(source, (TextSource, VocabularySource)):
+            raise UsageError(f"a text model reads text data (text:PATH, tokens:PATH, {SURNAMES}), not {source.spec!r}")
+        self.source = source.source if isinstance(source, VocabularySource) else source
+        self.spec = source.spec
+        self.vocabulary = Vocabulary.from_dict(data_info.extras["vocab"])
+        self.max_length = int(data_info.extras["max_length"])
+
+    def info(self) -> DataInfo:
+        return self.source.info()
+
+    def load(self, **_: Any) -> TextDataset:
+        return self.source.load(vocabulary=self.vocabulary, max_length=self.max_length)
 
 
 def _text_source(spec: str, rest: str) -> TextSource:

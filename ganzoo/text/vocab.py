@@ -107,6 +107,14 @@ class Vocabulary:
             raise TypeError(f"a {self.tokenizer} vocabulary encodes text, not {type(sample).__name__}")
         return [self._ids.get(token, self.unk) for token in tokenize(sample, self.tokenizer)]
 
+    def unknown_tokens(self, samples: Iterable[str | Sequence[int]]) -> Counter[str]:
+        """How often each token of `samples` that this vocabulary lacks occurs (what `encode` reads as unk)."""
+        if self.tokenizer == "ids":
+            return Counter(str(i) for sample in samples for i in sample if not 0 <= i < len(self.tokens))
+        return Counter(
+            token for sample in samples for token in tokenize(str(sample), self.tokenizer) if token not in self._ids
+        )
+
     def fixed_length(self, ids: Sequence[int], max_length: int) -> tuple[list[int], int]:
         """`ids` as exactly `max_length` ids (cut, or followed by eos and pads) and how many of them count: the
         tokens kept plus the eos, i.e. the positions a model is trained to predict."""

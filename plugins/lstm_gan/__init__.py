@@ -275,6 +275,11 @@ class LSTMGAN(GANPlugin):
 
         return {VOCAB_FILE: json.dumps(data_info.extras["vocab"], ensure_ascii=False) + "\n"}
 
+    def frozen_d_blocks(self, nets: Any) -> list[Any]:
+        """FreezeD on the discriminator: its token embedding, then its LSTM or convolutions, then its head."""
+        d = nets["discriminator"]
+        return [d.embed, d.lstm if d.kind == "lstm" else d.convs, d.out]
+
     def sample_tokens(
         self,
         nets: Any,
