@@ -493,6 +493,31 @@ def push(source: str, repo_id: str, private: bool, revision: str | None, message
 
 
 @cli.command()
+@click.argument("query", required=False)
+@click.option("--plugin", default=None, help="only models of this plugin, e.g. dcgan")
+@click.option("--task", default=None, help="only models of this task, e.g. super-resolution, inpainting or sr4x")
+@click.option("--author", default=None, help="only models of this user or organisation")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def search(query: str | None, plugin: str | None, task: str | None, author: str | None, limit: int) -> None:
+    """List ganzoo models on the Hub (HF_ENDPOINT), most downloaded first: those whose repo id contains QUERY,
+    with their plugin, task, downloads and the scores on their cards."""
+    from ganzoo.catalogue import search as search_hub
+
+    entries = search_hub(query, plugin=plugin, task=task, author=author, limit=limit)
+    if not entries:
+        click.echo("no ganzoo models found")
+        return
+    rows = [("model", "plugin", "task", "downloads", "scores")]
+    for entry in entries:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in entry.scores.items())
+        fine_tuned = f" (from {entry.base_model})" if entry.base_model else ""
+        rows.append((entry.repo_id + fine_tuned, entry.plugin or "?", entry.task or "?", str(entry.downloads), scores))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+
+
+@cli.command()
 @click.argument("source")
 @click.option("--input", "inputs", required=True, type=click.Path(), help="an image file or a directory of images")
 @click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True)

@@ -43,6 +43,16 @@ HUB_DATASETS = {
     "cifar10": "uoft-cs/cifar10",
 }
 """The Hub dataset behind each built-in data spec, for the model card's `datasets`."""
+TASK_TAGS = {
+    "sr2x": "super-resolution",
+    "sr4x": "super-resolution",
+    "inpaint": "inpainting",
+    "denoise": "denoising",
+    "colorize": "colorization",
+    "paired": "image-to-image",
+}
+"""The card's task tag of a paired image-to-image model, by its data's task; other models' task is their
+`pipeline_tag` (`ganzoo search --task` takes either)."""
 METRIC_KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "accuracy")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -105,6 +115,13 @@ def _base_model_id(record: Mapping[str, Any]) -> str | None:
     return base if isinstance(base, str) and base else None
 
 
+def task_tag(record: Mapping[str, Any]) -> str:
+    """The task a saved model's card tags it with (`TASK_TAGS`, else its pipeline tag or modality)."""
+    modality = record.get("modality", "image")
+    paired = ((record.get("data_info") or {}).get("extras") or {}).get("task")
+    return TASK_TAGS.get(str(paired)) or PIPELINE_TAGS.get(modality) or modality
+
+
 def _hub_dataset(spec: Any) -> str | None:
     return HUB_DATASETS.get(spec.split("?")[0]) if isinstance(spec, str) else None
 
@@ -136,14 +153,17 @@ def model_card(
         )
         for key, value in metrics.items()
     ]
+    base = _base_model_id(record)
+    relation = {"base_model_relation": "finetune"} if base else {}
     data = ModelCardData(
         library_name="ganzoo",
-        tags=["gan", "ganzoo", plugin, modality],
+        tags=list(dict.fromkeys(["gan", "ganzoo", plugin, task_tag(record), modality])),
         pipeline_tag=pipeline_tag,
-        base_model=_base_model_id(record),
+        base_model=base,
         datasets=[dataset] if dataset else None,
         model_name=name,
         eval_results=results or None,
+        **relation,
     )
     source = (repo_id or "USER/REPO") + (f"@{revision}" if revision and revision != "main" else "")
     install = "pip install ganzoo"
@@ -160,7 +180,6 @@ def model_card(
         "It loads with ganzoo's installed plugin of that name; no code is run from this repository.",
         "",
     ]
-    base = _base_model_id(record)
     if base:
         commit = (record.get("base_model") or {}).get("commit")
         lines += [f"Fine-tuned from `{base}`" + (f" (commit `{commit}`)." if commit else "."), ""]

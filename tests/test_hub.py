@@ -295,7 +295,7 @@ def test_save_writes_the_hub_layout_and_a_valid_card(trained, run_dir, tmp_path)
 
     card = ModelCard((target / "README.md").read_text())
     assert card.data.library_name == "ganzoo"
-    assert card.data.tags == ["gan", "ganzoo", "dcgan", "image"]
+    assert card.data.tags == ["gan", "ganzoo", "dcgan", "unconditional-image-generation", "image"]
     assert card.data.pipeline_tag == "unconditional-image-generation"
     assert card.data.datasets == ["ylecun/mnist"]
     assert card.data.base_model is None and card.data.eval_results is None
@@ -339,6 +339,14 @@ def test_card_carries_the_runs_metrics_and_base_model(run_dir, tmp_path):
     record["modality"] = "text"
     card = ModelCard(model_card(record))
     assert card.data.base_model == "alice/digits-0-4" and card.data.pipeline_tag == "text-generation"
+    assert card.data.base_model_relation == "finetune" and "text-generation" in card.data.tags
+    assert "base_model_relation: finetune" in card.content.split("---")[1]  # the Hub reads it from the front matter
+
+    record.update(modality="image-to-image", data_info={"extras": {"paired": True, "task": "sr4x"}})
+    record.pop("base_model")
+    card = ModelCard(model_card(record))
+    assert card.data.tags == ["gan", "ganzoo", "dcgan", "super-resolution", "image-to-image"]
+    assert card.data.pipeline_tag == "image-to-image" and card.data.get("base_model_relation") is None
 
 
 def test_failed_save_leaves_nothing(run_dir, tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
-"""An offline Hugging Face Hub-compatible HTTP server for tests (stdlib only: `http.server` in a thread).
+"""An offline Hugging Face Hub-compatible HTTP server for tests (`http.server` in a thread; PyYAML for cards).
 
 `HubServer` answers what `huggingface_hub` needs to create repos and branches, upload files and folders (both the
-`create_commit` path and the xet pipeline, since every file is answered "regular"), read repo info and trees, and
-download files (HEAD, GET, Range)::
+`create_commit` path and the xet pipeline, since every file is answered "regular"), read repo info and trees,
+download files (HEAD, GET, Range) and list models with `HfApi.list_models`'s filters (tags from the cards' front
+matter, search, author, pipeline tag, sort, limit; downloads are counted GETs of config.json)::
 
     from huggingface_hub import HfApi
     from ganzoo.testing import HubServer
@@ -80,6 +81,8 @@ class Repo:
     private: bool
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
+    downloads: int = 0
+    """GET requests of the repo's config.json (what the Hub counts as a model's downloads by default)."""
 
     def resolve(self, revision: str) -> Commit | None:
         """The commit a branch name or a full 40-digit sha names, or None."""
@@ -225,6 +228,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"errors": [], "warnings": []})
         if method == "POST" and parts in (["repos", "create"], ["repos", "delete"]):
             return self._create_or_delete(parts[1], json.loads(body or b"{}"))
+        if method == "GET" and parts == ["models"]:
+            return self._list_models(query)
         if len(parts) < 3 or parts[0] not in REPO_TYPES:
             raise _ApiError(404, "not found")
         kind, namespace, name, rest = parts[0], parts[1], parts[2], parts[3:]
@@ -264,6 +269,50 @@ class Handler(BaseHTTPRequestHandler):
         self.state.repos[key] = repo
         self._json(200, {"url": url, "name": key[1]})
 
+    def _list_models(self, query: dict[str, list[str]]) -> None:
+        """`GET /api/models` as `HfApi.list_models` calls it: every `filter` value must be one of a repo's tags (its
+        card's `tags`, `library_name`, `pipeline_tag` and `base_model:<id>`), `search` is a case-insensitive
+        substring of the repo id, `author` its namespace, `pipeline_tag` the card's; `sort` (downloads, likes,
+        lastModified, createdAt, id) with `direction=-1` for descending, `limit`; `cardData` adds the front matter."""
+        user = self._user(required=False)
+        wanted = set(query.get("filter", []))
+        search = query.get("search", [""])[0].lower()
+        author, pipeline = query.get("author", [None])[0], query.get("pipeline_tag", [None])[0]
+        rows = []
+        for (kind, repo_id), repo in sorted(self.state.repos.items()):
+            if kind != "model" or (repo.private and repo_id.split("/")[0] != user):
+                continue
+            head = repo.resolve("main")
+            card = _front_matter(head.files.get("README.md", b"")) if head else {}
+            tags = _card_tags(card)
+            if not wanted <= set(tags) or search not in repo_id.lower():
+                continue
+            if (author and repo_id.split("/")[0] != author) or (pipeline and card.get("pipeline_tag") != pipeline):
+                continue
+            row = {
+                "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
+                "id": repo_id,
+                "modelId": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": head.oid if head else None,
+                "private": repo.private,
+                "downloads": repo.downloads,
+                "likes": 0,
+                "tags": tags,
+                "pipeline_tag": card.get("pipeline_tag"),
+                "library_name": card.get("library_name"),
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "lastModified": "2026-01-01T00:00:00.000Z",
+            }
+            if query.get("cardData", ["false"])[0].lower() == "true" or query.get("full", ["false"])[0] == "true":
+                row["cardData"] = card
+            rows.append(row)
+        sort = query.get("sort", [None])[0]
+        if sort:
+            rows.sort(key=lambda row: row.get(sort) or 0, reverse=query.get("direction", ["-1"])[0] == "-1")
+        limit = query.get("limit", [None])[0]
+        self._json(200, rows[: int(limit)] if limit else rows)
+
     def _tree(self, commit: Commit, prefix: str, query: dict[str, list[str]]) -> None:
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         root = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
@@ -294,6 +343,8 @@ class Handler(BaseHTTPRequestHandler):
             "Accept-Ranges": "bytes",
         }
         status, data = 200, content
+        if method == "GET" and path == "config.json":
+            repo.downloads += 1
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
         if match and (match[1] or match[2]):
             size = len(content)
@@ -390,6 +441,29 @@ class HubServer(ThreadingHTTPServer):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _front_matter(readme: bytes) -> dict[str, Any]:
+    """The YAML front matter of a model card ({} when it has none or it does not parse)."""
+    import yaml  # PyYAML, which huggingface_hub requires
+
+    text = readme.decode("utf-8", errors="replace")
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.DOTALL)
+    try:
+        data = yaml.safe_load(match[1]) if match else None
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _card_tags(card: Mapping[str, Any]) -> list[str]:
+    """A repo's tags as the Hub computes them from its card: the card's tags, its library, its pipeline tag and
+    `base_model:<id>` for each base model."""
+    tags = [str(tag) for tag in card.get("tags") or []]
+    tags += [str(card[key]) for key in ("library_name", "pipeline_tag") if card.get(key)]
+    bases = card.get("base_model") or []
+    tags += [f"base_model:{base}" for base in ([bases] if isinstance(bases, str) else bases)]
+    return list(dict.fromkeys(tags))
 
 
 def _token(value: str) -> tuple[str, str]:
