@@ -48,7 +48,7 @@ def catalogue(hub):
 
 def test_search_lists_ganzoo_models_most_downloaded_first(catalogue):
     found = search()
-    assert [e.repo_id for e in found][0] == "alice/digits" and found[0].downloads == 1
+    assert found[0].repo_id == "alice/digits" and found[0].downloads == 1
     assert {e.repo_id for e in found} == {"alice/digits", "alice/digits-5-9", "bob/photos-x4", "alice/holes"}
     by_id = {e.repo_id: e for e in found}
     assert by_id["alice/digits"].plugin == "dcgan" and by_id["alice/digits"].task == "unconditional-image-generation"
