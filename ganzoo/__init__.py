@@ -16,6 +16,7 @@ _EXPORTS = {
     "OptimizerSpec": "ganzoo.plugin",
     "DataInfo": "ganzoo.plugin",
     "StepContext": "ganzoo.plugin",
+    "Recipe": "ganzoo.plugin",
     "option": "ganzoo.plugin",
     "register": "ganzoo.registry",
     "unregister": "ganzoo.registry",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ganzoo.hub import load_pretrained, push_to_hub, save_pretrained
     from ganzoo.metrics.evaluation import evaluate
     from ganzoo.model import GANModel, create_model
-    from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep, option
+    from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, Recipe, StepContext, UpdateStep, option
     from ganzoo.registry import get_plugin, list_models, register, unregister
     from ganzoo.transfer import prepare_finetune
 

@@ -616,6 +616,65 @@ def verify(run: str) -> None:
         raise GanzooError(f"{bad} of {len(rows)} checkpoints in {directory} are unusable")
 
 
+@cli.group()
+def zoo() -> None:
+    """Reference models: each plugin's recipe, trained, scored and saved Hub-ready (`zoo build`), and published
+    (`zoo push`)."""
+
+
+@zoo.command("list")
+def zoo_list() -> None:
+    """Every installed plugin's reference recipe: the model's name, its data, iterations and overrides."""
+    from ganzoo.registry import get_plugin, list_models
+
+    for name in list_models():
+        recipe = get_plugin(name).reference_recipe
+        if recipe is None:
+            click.echo(f"{name}: no reference recipe")
+            continue
+        sets = " ".join(f"{k}={v}" for k, v in recipe.overrides.items())
+        scored = f"scored on {recipe.eval_data or recipe.data}"
+        click.echo(f"{name}: {recipe.name}  {recipe.data}  {recipe.steps} iterations  {sets}  ({scored})")
+
+
+@zoo.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False), default="zoo", show_default=True, help="zoo directory")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="iterations instead of the recipe's")
+@click.option("--set", "set_options", multiple=True, metavar="KEY=VALUE", help="override a recipe's config value")
+@click.option("--n", "n", type=click.IntRange(min=2), default=None, help="samples scored [the recipe's]")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N")
+def zoo_build(
+    names: tuple[str, ...], out: str, steps: int | None, set_options: tuple[str, ...], n: int | None, device: str | None
+) -> None:
+    """Train the reference recipe of each plugin NAME (every plugin with one when none is named), score it on its
+    held-out data and save it Hub-ready in OUT/<model>, with the scores and the command on its card; OUT/zoo.md
+    tables them. An interrupted build resumes from its run in OUT/runs/<model>. --steps and --set make variants,
+    and their cards say so."""
+    from ganzoo.config import parse_set_options
+    from ganzoo.zoo import SCORE_KEYS, TABLE_FILE, build
+
+    def said(model: Any) -> None:
+        scores = ", ".join(f"{k} {model.scores[k]:.4g}" for k in SCORE_KEYS if k in model.scores)
+        click.echo(f"{model.plugin}: {model.directory}  {scores}")
+
+    overrides = parse_set_options(set_options)
+    build(list(names), out, on_built=said, steps=steps, overrides=overrides, n=n, device=device)
+    click.echo(f"table: {Path(out) / TABLE_FILE}")
+
+
+@zoo.command("push")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--namespace", required=True, help="the Hub user or organisation to publish under")
+@click.option("--private", is_flag=True, help="create the repos private")
+def zoo_push(directory: str, namespace: str, private: bool) -> None:
+    """Upload every model `zoo build` saved in DIRECTORY to NAMESPACE/<model> and print the commit URLs."""
+    from ganzoo.zoo import push
+
+    for repo_id, url in push(directory, namespace, private=private):
+        click.echo(f"{repo_id}: {url}")
+
+
 def main() -> None:
     cli(prog_name="ganzoo")
 

@@ -53,7 +53,20 @@ TASK_TAGS = {
 }
 """The card's task tag of a paired image-to-image model, by its data's task; other models' task is their
 `pipeline_tag` (`ganzoo search --task` takes either)."""
-METRIC_KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "is_mean", "is_std", "accuracy")
+METRIC_KEYS = (
+    "fid",
+    "kid_mean",
+    "kid_std",
+    "precision",
+    "recall",
+    "is_mean",
+    "is_std",
+    "accuracy",
+    "psnr",
+    "ssim",
+    "bleu4",
+    "self_bleu4",
+)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -75,7 +88,7 @@ def _record_of(model: GANModel) -> dict[str, Any]:
         "data": model.info.get("data"),
         "steps": model.info.get("step"),
     }
-    for key in ("train", "seed", "base_model"):
+    for key in ("train", "seed", "base_model", "zoo"):
         if previous.get(key) is not None:
             record[key] = previous[key]
     evaluation = (_latest_evaluation(model, run_dir) if run_dir else None) or previous.get("evaluation")
@@ -206,6 +219,19 @@ def model_card(
         how = ", ".join(f"{k} {evaluation[k]}" for k in ("features", "n", "step") if evaluation.get(k) is not None)
         lines += ["## Evaluation", "", f"Against `{evaluation.get('data')}` ({how}):", ""]
         lines += ["| metric | value |", "|---|---|", *(f"| {k} | {v:.6g} |" for k, v in metrics.items()), ""]
+    zoo = record.get("zoo") or {}
+    if zoo.get("command"):
+        made = "the reference recipe" if zoo.get("reference") else "a variant of the reference recipe"
+        lines += [
+            "## Reproduce",
+            "",
+            f"Built by `ganzoo zoo build` from {made} `{zoo.get('recipe')}` of the `{plugin}` plugin:",
+            "",
+            "```bash",
+            f"{zoo['command']} --out zoo",
+            "```",
+            "",
+        ]
     config = {k: record.get(k) for k in ("plugin", "plugin_version", "ganzoo_version", "config", "data", "train")}
     lines += ["## Training config", "", "```json", json.dumps(config, indent=2), "```", ""]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

@@ -28,6 +28,7 @@ __all__ = [
     "DataInfo",
     "GANPlugin",
     "OptimizerSpec",
+    "Recipe",
     "StepContext",
     "UpdateStep",
     "option",
@@ -134,6 +135,26 @@ class UpdateStep:
         return start <= step and (end is None or step < end) and (step - start) % self.every == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A plugin's reference recipe: what `ganzoo zoo build NAME` trains, scores and saves as its pretrained model.
+
+    `name` names the saved directory and Hub repo (e.g. `dcgan-mnist`); `data` is the training data spec and
+    `steps` the iterations; `overrides` are `--set` keys of the plugin's config and of `TrainConfig`. The model is
+    then scored on `eval_data` (default: `data`) with `metrics` (default: its modality's, see `ganzoo eval`), `n`
+    samples and `features`, and the scores go to its card.
+    """
+
+    name: str
+    data: str
+    steps: int
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    eval_data: str | None = None
+    metrics: str | None = None
+    n: int = 2000
+    features: str = "digits"
+
+
 @dataclasses.dataclass
 class StepContext:
     """What a loss function may know about the training state besides the networks and the batch."""
@@ -185,6 +206,8 @@ class GANPlugin:
     grid_columns: ClassVar[int | None] = None
     """Images per row of sample grids when the samples come in groups (e.g. input, translation, reconstruction);
     None: a square grid."""
+    reference_recipe: ClassVar[Recipe | None] = None
+    """What `ganzoo zoo build` trains as this plugin's pretrained model (None: the plugin has no zoo entry)."""
     style_mixing: ClassVar[bool] = False
     """True when the plugin implements `mix_styles` (`ganzoo sample --mix`): a style-based generator whose coarse
     and fine layers can take their styles from different latents."""

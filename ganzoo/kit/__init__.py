@@ -18,7 +18,8 @@ sets its class attributes (name, Config, `resolutions`), writes `build`, `d_loss
 
 The helpers `latent(ctx, n)`, `random_labels(ctx, n)` and `class_labels(condition, n, num_classes)` draw noise and
 labels the way exact resume needs (torch's global generator inside losses, the caller's generator in sample);
-`slerp(a, b, t)` interpolates latents spherically.
+`slerp(a, b, t)` interpolates latents spherically. `digits_recipe` is the reference recipe (`ganzoo zoo build`) of a
+model of the embedded digits: trained on `mnist-4k?split=train`, scored on its 500 held-out digits.
 This module does not import torch at import time, so `ganzoo list` stays fast.
 """
 
@@ -29,13 +30,24 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ganzoo.errors import UsageError
-from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, StepContext, UpdateStep
+from ganzoo.plugin import DataInfo, GANPlugin, OptimizerSpec, Recipe, StepContext, UpdateStep
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ImageGAN", "adam_optimizers", "class_labels", "latent", "random_labels", "slerp"]
+__all__ = ["ImageGAN", "adam_optimizers", "class_labels", "digits_recipe", "latent", "random_labels", "slerp"]
+
+DIGITS_TRAIN, DIGITS_TEST = "mnist-4k?split=train", "mnist-4k?split=test"
+
+
+def digits_recipe(
+    name: str, steps: int, metrics: str = "fid,kid,pr", task: str | None = None, **overrides: Any
+) -> Recipe:
+    """A reference recipe on the embedded digits: `steps` iterations on the 3,500 training digits (`task`: a paired
+    task of them, e.g. inpaint), scored on the 500 held-out ones with `metrics` and the digits features."""
+    suffix = f"&task={task}" if task else ""
+    return Recipe(name, DIGITS_TRAIN + suffix, steps, overrides, DIGITS_TEST + suffix, metrics)
 
 
 def latent(ctx: StepContext, n: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from statistics import NormalDist
 from typing import Any
 
 from ganzoo import DataInfo, option
-from ganzoo.kit import ImageGAN, latent, random_labels
+from ganzoo.kit import ImageGAN, digits_recipe, latent, random_labels
 
 RESOLUTIONS = (32, 64, 128)
 
@@ -44,6 +44,7 @@ class BigGAN(ImageGAN):
     description = "BigGAN (Brock et al. 2019): class-conditional residual GAN, shared embedding, self-attention, SN."
     version = "0.1.0"
     Config = BigGANConfig
+    reference_recipe = digits_recipe("biggan-mnist", 2000, "fid,kid,accuracy")
     conditional = True
     resolutions = RESOLUTIONS
     round_up_resolution = True

@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any
 
 from ganzoo import DataInfo, UsageError, option
-from ganzoo.kit import ImageGAN, latent, random_labels
+from ganzoo.kit import ImageGAN, digits_recipe, latent, random_labels
 from ganzoo.plugin import ADVERSARIAL_LOSSES
 
 RESOLUTIONS = (28, 32, 64)
@@ -61,6 +61,7 @@ class CGAN(ImageGAN):
     description = "Conditional GAN: conditional-batch-norm generator, projection discriminator (Miyato & Koyama 2018)."
     version = "1.0.0"
     Config = CGANConfig
+    reference_recipe = digits_recipe("cgan-mnist", 2000, "fid,kid,accuracy")
     conditional = True
     resolutions = RESOLUTIONS
 

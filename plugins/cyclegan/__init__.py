@@ -26,7 +26,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from ganzoo import DataInfo, GANPlugin, OptimizerSpec, UpdateStep, UsageError, option
-from ganzoo.plugin import ADVERSARIAL_LOSSES
+from ganzoo.plugin import ADVERSARIAL_LOSSES, Recipe
 
 DIRECTIONS = ("a2b", "b2a")
 SMALL = 64  # below this resolution the CPU-sized defaults apply
@@ -120,6 +120,13 @@ class CycleGAN(GANPlugin):
     description = "CycleGAN (Zhu et al. 2017): unpaired image-to-image translation with cycle consistency."
     version = "1.0.0"
     Config = CycleGANConfig
+    reference_recipe = Recipe(
+        "cyclegan-digits-8x8-to-mnist",
+        "digits-8x8-to-mnist?split=train",
+        1500,
+        eval_data="mnist-4k?split=test",
+        metrics="fid,kid,pr",
+    )
     generator_roles = ("generator_ab", "generator_ba")
     default_data = "digits-8x8-to-mnist"
     grid_columns = 6

@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from ganzoo import DataInfo, option
-from ganzoo.kit import ImageGAN, latent
+from ganzoo.kit import ImageGAN, digits_recipe, latent
 from ganzoo.plugin import ADVERSARIAL_LOSSES
 
 RESOLUTIONS = (28, 32, 64)
@@ -38,6 +38,7 @@ class DCGAN(ImageGAN):
     description = "DCGAN (Radford et al. 2016): convolutional generator and discriminator with batch norm."
     version = "1.0.0"
     Config = DCGANConfig
+    reference_recipe = digits_recipe("dcgan-mnist", 2000)
     resolutions = RESOLUTIONS
 
     def build(self, config: DCGANConfig, data_info: DataInfo) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from ganzoo import DataInfo, GANPlugin, OptimizerSpec, UpdateStep, UsageError, option
-from ganzoo.plugin import ADVERSARIAL_LOSSES
+from ganzoo.plugin import ADVERSARIAL_LOSSES, Recipe
 
 TEXT_SPECS = "text:PATH, tokens:PATH or surnames"
 BETA_SCHEDULES = ("exp", "linear")
@@ -207,6 +207,9 @@ class LSTMGAN(GANPlugin):
     description = "LSTM text GAN: MLE pre-training, then Gumbel-softmax (RelGAN) or REINFORCE (SeqGAN) training."
     version = "0.3.0"
     Config = LSTMGANConfig
+    reference_recipe = Recipe(
+        "lstm-gan-surnames", "surnames?split=train", 2000, eval_data="surnames?split=test", metrics="bleu,self-bleu"
+    )
     default_data = "surnames"
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
 

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 
 from ganzoo import UsageError, option
 from ganzoo.kit.paired import PairedImageGAN
-from ganzoo.plugin import ADVERSARIAL_LOSSES
+from ganzoo.plugin import ADVERSARIAL_LOSSES, Recipe
 
 NORMS = ("instance", "batch", "none")
 PATCH_70_FROM = 128
@@ -102,6 +102,13 @@ class Pix2Pix(PairedImageGAN):
     )
     version = "1.0.0"
     Config = Pix2PixConfig
+    reference_recipe = Recipe(
+        "pix2pix-photos-denoise",
+        "photos?task=denoise",
+        500,
+        eval_data="photos?split=test&task=denoise",
+        metrics="psnr,ssim",
+    )
     tasks: ClassVar[tuple[str, ...]] = ("paired", "denoise", "colorize")
     default_data: ClassVar[str | None] = "photos?task=colorize"
     train_defaults: ClassVar[dict[str, Any]] = {

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 from ganzoo import DataInfo, OptimizerSpec, StepContext, UpdateStep, UsageError, option
 from ganzoo.kit.paired import PairedImageGAN
-from ganzoo.plugin import ADVERSARIAL_LOSSES, RELATIVISTIC_LOSSES
+from ganzoo.plugin import ADVERSARIAL_LOSSES, RELATIVISTIC_LOSSES, Recipe
 
 VGG_LAYER_NAMES = ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4")
 
@@ -98,6 +98,9 @@ class SRGAN(PairedImageGAN):
     description = "SRGAN/ESRGAN super-resolution: RRDB generator, L1 pre-training, then RaGAN + L1 + feature matching."
     version = "0.1.0"
     Config = SRGANConfig
+    reference_recipe = Recipe(
+        "srgan-photos-x4", "photos?task=sr4x", 1000, eval_data="photos?split=test&task=sr4x", metrics="psnr,ssim"
+    )
     tasks: ClassVar[tuple[str, ...]] = ("sr2x", "sr4x")
     default_data: ClassVar[str | None] = "photos?task=sr4x"
     train_defaults: ClassVar[Mapping[str, Any]] = {"steps": 1000, "batch_size": 16, "ema_decay": 0.999}

@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any
 
 from ganzoo import DataInfo, UpdateStep, option
-from ganzoo.kit import ImageGAN, latent
+from ganzoo.kit import ImageGAN, digits_recipe, latent
 
 RESOLUTIONS = (32, 64, 128, 256)
 COARSE_STYLES = 4
@@ -86,6 +86,7 @@ class StyleGAN2(ImageGAN):
     )
     version = "0.1.0"
     Config = StyleGAN2Config
+    reference_recipe = digits_recipe("stylegan2-mnist", 2000)
     resolutions = RESOLUTIONS
     round_up_resolution = True
     truncation = True

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from ganzoo import DataInfo, option
-from ganzoo.kit import ImageGAN, latent
+from ganzoo.kit import ImageGAN, digits_recipe, latent
 
 RESOLUTIONS = (28, 32, 64)
 
@@ -39,6 +39,7 @@ class WGANGP(ImageGAN):
     description = "WGAN-GP (Gulrajani et al. 2017): Wasserstein critic with a gradient penalty, n_critic = 5."
     version = "1.0.0"
     Config = WGANGPConfig
+    reference_recipe = digits_recipe("wgan-gp-mnist", 2000)
     resolutions = RESOLUTIONS
     d_role = "critic"
     d_repeats_field = "n_critic"
