@@ -6,6 +6,7 @@ stay quick.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import warnings
 from collections.abc import Callable
@@ -42,6 +43,10 @@ def _error(message: str, exit_code: int) -> None:
 
 class GanzooGroup(click.Group):
     """A click group that turns every user error into one line on stderr and a non-zero exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta.setdefault("ganzoo.argv", list(args))  # the top-level arguments, for a run's recorded command
+        return super().parse_args(ctx, args)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         previous = warnings.showwarning
@@ -192,6 +197,11 @@ def _overrides(config_file: str | None, set_options: tuple[str, ...], **flags: A
     return overrides
 
 
+def _command_line() -> str:
+    """The command being run, as a shell would type it (recorded in a new run's config.json)."""
+    return shlex.join(["ganzoo", *click.get_current_context().meta.get("ganzoo.argv", [])])
+
+
 def _fit(trainer: Trainer) -> None:
     """Run a trainer and print where its results are; an interrupt says how to continue."""
     from ganzoo.engine.distributed import from_environment
@@ -239,7 +249,8 @@ def train(
     from ganzoo.engine.trainer import Trainer, split_overrides
 
     model_overrides, train_overrides = split_overrides(plugin, overrides)
-    _fit(Trainer(plugin, model_overrides, train_overrides, data=data, out=out, resume=resume))
+    record = None if resume else {"command": _command_line()}
+    _fit(Trainer(plugin, model_overrides, train_overrides, data=data, out=out, resume=resume, record=record))
 
 
 @cli.command()
@@ -264,7 +275,7 @@ def finetune(
     from ganzoo.transfer import prepare_finetune
 
     overrides = _overrides(config_file, set_options, **flags)
-    plan = prepare_finetune(source, data, overrides, out=out)
+    plan = prepare_finetune(source, data, overrides, out=out, record={"command": _command_line()})
     base = plan.base_model
     origin = f"{base['repo_id']} (commit {base['commit']})" if base.get("repo_id") else str(base["path"])
     click.echo(f"fine-tuning {plan.source.plugin.name} from {origin}")
@@ -616,6 +627,19 @@ def verify(run: str) -> None:
         raise GanzooError(f"{bad} of {len(rows)} checkpoints in {directory} are unusable")
 
 
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option("--png", "png_dir", type=click.Path(file_okay=False), default=None, help="also write the figures here")
+def report(runs: tuple[str, ...], out: str, png_dir: str | None) -> None:
+    """Write one self-contained HTML report of RUNS (no server or network needed to view it): the command and
+    config, loss and diagnostic curves (several runs overlaid), evaluations over steps, health warnings at their
+    steps, sample grids over time and, with several runs, a table of their final scores."""
+    from ganzoo.report import write_report
+
+    click.echo(f"report: {write_report(list(runs), out, png_dir)}")
+
+
 @cli.group()
 def zoo() -> None:
     """Reference models: each plugin's recipe, trained, scored and saved Hub-ready (`zoo build`), and published
@@ -632,9 +656,9 @@ def zoo_list() -> None:
         if recipe is None:
             click.echo(f"{name}: no reference recipe")
             continue
-        sets = " ".join(f"{k}={v}" for k, v in recipe.overrides.items())
-        scored = f"scored on {recipe.eval_data or recipe.data}"
-        click.echo(f"{name}: {recipe.name}  {recipe.data}  {recipe.steps} iterations  {sets}  ({scored})")
+        parts = [recipe.name, recipe.data, f"{recipe.steps} iterations"]
+        parts += [f"--set {k}={v}" for k, v in recipe.overrides.items()]
+        click.echo(f"{name}: {'  '.join(parts)}  (scored on {recipe.eval_data or recipe.data})")
 
 
 @zoo.command("build")

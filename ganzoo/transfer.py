@@ -259,11 +259,13 @@ def prepare_finetune(
     overrides: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
+    record: Mapping[str, Any] | None = None,
 ) -> Finetune:
     """A new run initialised from `source`'s networks (EMA copies included) on `data`, not yet started.
 
     `overrides` are `--set`-style keys: training hyper-parameters of the plugin's config and any `TrainConfig`
-    field (`steps`, `freeze_d`, `diffaugment`, ...). See the module docstring for what is adapted.
+    field (`steps`, `freeze_d`, `diffaugment`, ...); `record`, extra keys for the run's config.json. See the module
+    docstring for what is adapted.
     """
     from ganzoo.engine.trainer import Trainer, split_overrides
     from ganzoo.hub import load_pretrained
@@ -318,7 +320,7 @@ def prepare_finetune(
         out=out,
         callbacks=callbacks,
         init=initialise,
-        record={"base_model": base_model},
+        record={**(record or {}), "base_model": base_model},
     )
     count, blocks = trainer.train_config.freeze_d, list(plugin.frozen_d_blocks(skeleton.nets))
     if 0 < count <= len(blocks):  # other counts are the trainer's errors
