@@ -217,6 +217,7 @@ def _fit(trainer: Trainer) -> None:
         click.echo(f"run: {result.run_dir}")
         click.echo(f"checkpoint: {result.checkpoint}")
         click.echo(f"samples: {result.samples}")
+        click.echo(result.health)
 
 
 @cli.command()

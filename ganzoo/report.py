@@ -26,7 +26,6 @@ from ganzoo.errors import UsageError
 
 SAMPLE_STRIP = 8
 """Sample grids shown per run, evenly spaced over its steps (the first and the last always)."""
-HEALTH_FILE = "health.json"
 _STEP = re.compile(r"^step-(\d+)\.(png|jpg|jpeg|webp|txt)$")
 _NOT_CURVES = {"step", "epoch"}
 _SCORES = ("fid", "kid_mean", "precision", "recall", "accuracy", "psnr", "ssim", "bleu4", "self_bleu4")
@@ -45,33 +44,10 @@ class RunRecord:
     samples: list[tuple[int, Path]]
 
 
-def _json_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a .jsonl file, skipping a line a kill cut short."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
-
-
-def read_health(run_dir: Path) -> list[dict[str, Any]]:
-    """The health warnings a run recorded in `health.json` ({"warnings": [{step, name, evidence}, ...]})."""
-    try:
-        data = json.loads((Path(run_dir) / HEALTH_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    warnings = data.get("warnings", []) if isinstance(data, dict) else []
-    return [w for w in warnings if isinstance(w, dict) and isinstance(w.get("step"), int)]
-
-
 def read_run(path: str | Path) -> RunRecord:
     """A run directory's record; one that is not a run is a `UsageError`."""
+    from ganzoo.engine.health import read_health
+    from ganzoo.engine.logging import read_metrics
     from ganzoo.metrics.evaluation import read_evaluations
     from ganzoo.model import CONFIG_FILE, read_run_config
 
@@ -87,7 +63,7 @@ def read_run(path: str | Path) -> RunRecord:
         name=directory.name,
         directory=directory,
         config=read_run_config(directory / CONFIG_FILE),
-        metrics=_json_lines(directory / "metrics.jsonl"),
+        metrics=[row for row in read_metrics(directory) if isinstance(row.get("step"), int)],
         evaluations=[e for e in read_evaluations(directory) if isinstance(e.get("step"), int)],
         warnings=read_health(directory),
         samples=sorted(samples),
@@ -301,4 +277,4 @@ def write_report(
     return out
 
 
-__all__ = ["HEALTH_FILE", "RunRecord", "figures", "final_scores", "read_health", "read_run", "render", "write_report"]
+__all__ = ["RunRecord", "figures", "final_scores", "read_run", "render", "write_report"]

@@ -18,8 +18,9 @@ from PIL import Image
 
 import ganzoo
 from ganzoo.cli import cli
+from ganzoo.engine.health import HEALTH_FILE
 from ganzoo.metrics.evaluation import record_evaluation
-from ganzoo.report import HEALTH_FILE, curve_groups, read_run
+from ganzoo.report import curve_groups, read_run
 
 QUIET = {"progress": False, "tensorboard": False, "batch_size": 8, "sample_grid": 4, "log_every": 2, "sample_every": 2}
 BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")

@@ -24,7 +24,7 @@ from ganzoo.augment import ada_augment
 from ganzoo.errors import PluginError
 
 
-def _first_tensor(output: Any) -> torch.Tensor | None:
+def first_tensor(output: Any) -> torch.Tensor | None:
     """The logits of a discriminator's output: the tensor itself, or the first tensor of a tuple or list."""
     if isinstance(output, torch.Tensor):
         return output
@@ -70,7 +70,7 @@ class AdaptiveAugment:
             if not self._real_call:
                 return
             self._real_call = False
-            logits = _first_tensor(output)
+            logits = first_tensor(output)
             if logits is not None:
                 logits = logits.detach().float()
                 self.signs += torch.stack([logits.sign().sum(), logits.new_tensor(float(logits.numel()))])
@@ -119,4 +119,4 @@ class AdaptiveAugment:
         self.signs.copy_(state["signs"] if is_main else torch.zeros_like(self.signs))
 
 
-__all__ = ["AdaptiveAugment"]
+__all__ = ["AdaptiveAugment", "first_tensor"]

@@ -60,6 +60,26 @@ class TrainConfig:
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)
+    health_every: int = option(
+        50, "iterations between health diagnostics (D's AUC and accuracies, diversity, gradient norms); 0: off", min=0
+    )
+    health_window: int = option(5, "health: metrics lines a warning must see in a row", min=2)
+    health_diversity: float = option(
+        0.5, "health: 'mode collapse suspected' below this diversity (fakes' feature spread over the data's)", min=0
+    )
+    health_d_auc: float = option(
+        0.99,
+        "health: 'discriminator wins' above this D AUC (real scored above fake) while G's loss rises",
+        min=0,
+        max=1,
+    )
+    health_g_grad: float = option(
+        1e-3, "health: 'generator not learning' below this fraction of G's first gradient norm", min=0
+    )
+    health_oscillation: float = option(
+        0.35, "health: 'oscillation' when D's accuracy gap swings by more than this every line", min=0
+    )
+    health_min_scale: float = option(1.0, "health: 'loss scale collapsing' when an fp16 scale falls below this", min=0)
     sample_every: int = option(500, "iterations between sample grids (and one at the end)", min=1)
     sample_grid: int = option(64, "images in each sample grid", min=1)
     checkpoint_every: int = option(1000, "iterations between checkpoints (and one at the end)", min=1)

@@ -112,6 +112,12 @@ def _logged_lines(path: Path) -> list[str]:
     return lines
 
 
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The lines of a run's metrics.jsonl (none when it has no such file; a line a kill cut short is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in _logged_lines(path)] if path.is_file() else []
+
+
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """Images in [-1, 1] tiled into one (C, H, W) grid in [0, 1]: `nrow` per row, else as square as possible."""
     from torchvision.utils import make_grid

@@ -33,8 +33,9 @@ from ganzoo.engine import distributed as ddp
 from ganzoo.engine.ada import AdaptiveAugment
 from ganzoo.engine.config import TrainConfig
 from ganzoo.engine.data import BatchStream
+from ganzoo.engine.health import HealthProbe, HealthRules, HealthWarning, Thresholds, gradient_norm, write_health
 from ganzoo.engine.lock import RunLock
-from ganzoo.engine.logging import RunLogger, image_grid, save_samples
+from ganzoo.engine.logging import RunLogger, image_grid, read_metrics, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
 from ganzoo.errors import DivergenceError, GanzooError, PluginError, PluginFailure, UsageError
 from ganzoo.model import CONFIG_FILE, GANModel, build_model, read_run_config, resolve_model_config
@@ -115,6 +116,15 @@ class TrainResult:
     checkpoint: Path | None
     samples: Path | None
     model: GANModel
+    warnings: list[HealthWarning] = dataclasses.field(default_factory=list)
+    """The health warnings the run raised (all of them, a resumed run's earlier ones too)."""
+
+    @property
+    def health(self) -> str:
+        """One line: healthy, or the warnings seen."""
+        if not self.warnings:
+            return "health: healthy (no warnings)"
+        return "health: " + "; ".join(w.line() for w in self.warnings)
 
 
 @dataclasses.dataclass
@@ -142,6 +152,8 @@ class _Run:
     hooks: list[Any] = dataclasses.field(default_factory=list)
     """DiffAugment's or ADA's hooks on the discriminators, removed when training ends."""
     ada: AdaptiveAugment | None = None
+    probe: HealthProbe | None = None
+    rules: HealthRules | None = None
 
 
 class _Window:
@@ -465,6 +477,20 @@ class Trainer:
         ada = None
         if tc.augment == "ada":
             ada = AdaptiveAugment(tc.ada_target, tc.ada_interval, tc.ada_kimg, tc.batch_size * draws, device)
+        probe, rules, hooks = None, None, []
+        if tc.health_every > 0:  # its hooks first: they must see the batch before augmentation replaces it
+            probe = HealthProbe()
+            blocks = list(self.plugin.frozen_d_blocks(model.nets))
+            hooks = probe.install(self._discriminators(model, schedule), blocks[-1:])
+            thresholds = Thresholds(
+                tc.health_window,
+                tc.health_diversity,
+                tc.health_d_auc,
+                tc.health_g_grad,
+                tc.health_oscillation,
+                tc.health_min_scale,
+            )
+            rules = HealthRules(thresholds, self.plugin.generator_roles)
         return _Run(
             dist=dist,
             device=device,
@@ -482,8 +508,10 @@ class Trainer:
             total_steps=total_steps,
             images_per_iteration=tc.batch_size * draws,
             frozen=frozen,
-            hooks=self._install_augmentation(model, schedule, ada),
+            hooks=hooks + self._install_augmentation(model, schedule, ada),
             ada=ada,
+            probe=probe,
+            rules=rules,
         )
 
     def _optimizer_roles(
@@ -532,9 +560,13 @@ class Trainer:
         tc = self.train_config
         if not tc.diffaugment and ada is None:
             return []
-        roles = sorted({r for s in schedule for r in s.networks} - set(self.plugin.generator_roles))
-        discriminators = [model.nets[role] for role in roles]
+        discriminators = self._discriminators(model, schedule)
         return ada.install(discriminators) if ada is not None else augment.install(discriminators, tc.diffaugment)
+
+    def _discriminators(self, model: GANModel, schedule: Sequence[UpdateStep]) -> list[nn.Module]:
+        """Every trained network that is not a generator."""
+        roles = sorted({r for s in schedule for r in s.networks} - set(self.plugin.generator_roles))
+        return [model.nets[role] for role in roles]
 
     def _restore(self, run: _Run) -> None:
         """Load the newest checkpoint that verifies (its checksums, finite weights, readable state), saying which
@@ -586,6 +618,9 @@ class Trainer:
         if run.dist.is_main:
             logger = RunLogger(self.run_dir, run.total_steps, self.step, tc.progress, tc.tensorboard)
         window = _Window(run.device)
+        if self.step > 0 and run.rules is not None and run.dist.is_main:  # resumed: the rules read the past again
+            run.rules.replay(read_metrics(self.run_dir))
+            write_health(self.run_dir, run.rules.warnings)  # (drops warnings of steps after the checkpoint)
         pending: list[tuple[int, str, torch.Tensor]] = []  # losses not yet checked for NaN/inf
         check_every = 1 if run.device.type == "cpu" else tc.log_every  # on CUDA a check is a sync
         last_checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
@@ -629,7 +664,8 @@ class Trainer:
             "step": self.step,
             "data": run.data_spec,
         }
-        return TrainResult(self.run_dir, self.step, last_checkpoint, sample_path, run.model)
+        warnings = list(run.rules.warnings) if run.rules is not None else []
+        return TrainResult(self.run_dir, self.step, last_checkpoint, sample_path, run.model, warnings)
 
     def _iteration(self, run: _Run, window: _Window) -> list[tuple[str, torch.Tensor]]:
         """One pass over the update schedule, then buffer sync and EMA; returns each update's loss."""
@@ -641,20 +677,28 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = run.base_lrs[name] * factor
         losses = []
+        health_step = run.probe is not None and (self.step + 1) % tc.health_every == 0
+        generators = set(self.plugin.generator_roles)
         for update in run.schedule:
             if not update.runs_at(self.step):
                 continue
+            judged = health_step and update.needs_data and not set(update.networks) <= generators
             for role, net in run.model.nets.items():  # only the updated networks build gradients
                 net.requires_grad_(role in update.networks)
             for parameter in run.frozen:
                 parameter.requires_grad_(False)
-            for _ in range(update.repeats):
+            for repeat in range(update.repeats):
                 batch = {}
                 if update.needs_data:
                     batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
                 if run.ada is not None:
                     run.ada.expect_real(batch)
-                loss, logs = self._update(run, update, batch)
+                if run.probe is not None:
+                    run.probe.begin(batch, measure=judged and repeat == 0)
+                loss, logs = self._update(run, update, batch, health=health_step and repeat == 0)
+                if run.probe is not None:
+                    for key, value in run.probe.end().items():
+                        window.add(f"health/{key}", value)
                 if self._skipped_by_scaler(run, update):
                     window.count(f"amp/skipped/{update.name}")
                     continue
@@ -677,9 +721,10 @@ class Trainer:
         return losses
 
     def _update(
-        self, run: _Run, update: UpdateStep, batch: Mapping[str, torch.Tensor]
+        self, run: _Run, update: UpdateStep, batch: Mapping[str, torch.Tensor], health: bool = False
     ) -> tuple[torch.Tensor, Mapping[str, Any]]:
-        """One optimisation step of the networks `update` names: loss, (scaled) backward, sync, clip, step."""
+        """One optimisation step of the networks `update` names: loss, (scaled) backward, sync, clip, step.
+        `health`: also log each network's gradient norm (unscaled) and the fp16 loss scale."""
         nets = run.model.nets
         scaler = run.scalers[update.name]
         optimizers = [run.optimizers[update.optimizer or role] for role in update.networks]
@@ -698,6 +743,15 @@ class Trainer:
             raise self._plugin_failure(f"its {update.name} update", exc, run.dist) from exc
         if run.dist.enabled:
             ddp.average_gradients([nets[r] for r in update.networks], run.dist.world_size)
+        if health:
+            scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+            logs = dict(logs)
+            for role in update.networks:
+                norm = gradient_norm(nets[role], scale)
+                if norm is not None:
+                    logs[f"health/grad_norm/{role}"] = norm
+            if scaler.is_enabled():
+                logs[f"health/loss_scale/{update.name}"] = scale
         if self.train_config.grad_clip is not None:
             for role, optimizer in zip(update.networks, optimizers, strict=True):
                 scaler.unscale_(optimizer)
@@ -737,6 +791,12 @@ class Trainer:
             logger.log(self.step, values)
             logger.show({k: v for k, v in values.items() if k.startswith(("loss/", "images"))})
         window.reset()
+        fresh = run.rules.observe(self.step, values) if run.rules is not None else []
+        if fresh and run.dist.is_main and run.rules is not None:
+            write_health(self.run_dir, run.rules.warnings)
+            for warning in fresh:
+                if logger is not None:
+                    logger.write(f"warning: {warning.line()}")
 
     def _evaluate(self, run: _Run, logger: RunLogger | None) -> None:
         """Score the EMA generator (rank 0), log the metrics, and keep `checkpoints/best` for the first one."""
