@@ -172,6 +172,12 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="DiffAugment on every discriminator input: color,translation,cutout (any of them)",
         ),
         click.option(
+            "--on-divergence",
+            type=click.Choice(["stop", "rollback"]),
+            default=None,
+            help="stop [default], or roll back to the last good checkpoint with lower learning rates and go on",
+        ),
+        click.option(
             "--augment",
             type=click.Choice(["none", "ada"]),
             default=None,

@@ -28,6 +28,7 @@ class ToyConfig:
     width: int = option(2, "channels of the discriminator's conv", min=1)
     d_repeats: int = option(1, "discriminator updates per iteration (n_critic)", min=1)
     nan_at: int = option(0, "1-based iteration whose generator loss is NaN (0: never)", min=0)
+    nan_times: int = option(0, "NaN only the first N times nan_at runs (a rollback reruns it; 0: every time)", min=0)
     overflow_at: int = option(0, "1-based iteration whose generator loss is scaled by 1e8 (0: never)", min=0)
     lr: float = option(1e-2, "learning rate of both networks", min=0)
     betas: tuple[float, float] = option((0.5, 0.9), "Adam betas")
@@ -66,6 +67,7 @@ class ToyGAN(GANPlugin):
         self.name = name  # instance attribute: tests may register several
         self.snapshot = snapshot
         self.calls: list[dict[str, Any]] = []
+        self.nans = 0  # NaN losses made so far (nan_times)
 
     def build(self, config: ToyConfig, data_info: DataInfo) -> dict[str, nn.Module]:
         return {"generator": ToyGenerator(config.latent_dim), "discriminator": ToyDiscriminator(config.width)}
@@ -105,7 +107,8 @@ class ToyGAN(GANPlugin):
         fake = nets["generator"](z)
         self._record("generator", nets, batch, ctx, nets["discriminator"].conv(fake).dtype)
         loss = generator_loss("non-saturating", nets["discriminator"](fake))
-        if ctx.step + 1 == ctx.config.nan_at:
+        if ctx.step + 1 == ctx.config.nan_at and (not ctx.config.nan_times or self.nans < ctx.config.nan_times):
+            self.nans += 1
             loss = loss * float("nan")
         if ctx.step + 1 == ctx.config.overflow_at:
             loss = loss * 1e8

@@ -8,6 +8,7 @@ from ganzoo.config import option
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENTS = ("none", "ada")
+DIVERGENCE_POLICIES = ("stop", "rollback")
 LR_SCHEDULES = ("constant", "linear-decay")
 
 
@@ -58,6 +59,15 @@ class TrainConfig:
     )
     freeze_d: int = option(0, "FreezeD: freeze the first N discriminator blocks (fine-tuning); 0: off", min=0)
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
+    on_divergence: str = option(
+        "stop",
+        "when training diverges (a non-finite loss or weight, an fp16 overflow storm): stop with a one-line error, or "
+        "rollback to the last good checkpoint with the learning rates scaled by rollback_lr_factor and a re-seeded "
+        "data order",
+        choices=DIVERGENCE_POLICIES,
+    )
+    rollback_lr_factor: float = option(0.5, "rollback: each rollback multiplies the learning rates by this", min=0)
+    max_rollbacks: int = option(3, "rollback: at most this many rollbacks, then stop", min=0)
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)
     health_every: int = option(

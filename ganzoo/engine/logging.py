@@ -38,8 +38,7 @@ class RunLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool) -> None:
         self.path = run_dir / "metrics.jsonl"
         if start_step > 0 and self.path.is_file():  # resumed: forget what was logged after the checkpoint
-            kept = "".join(line + "\n" for line in _logged_lines(self.path) if json.loads(line)["step"] <= start_step)
-            write_text_atomic(self.path, kept)
+            self._truncate(start_step)
         self._file = self.path.open("a", encoding="utf-8")
         bar = progress and bar_is_readable()
         self._lines = progress and not bar
@@ -88,6 +87,20 @@ class RunLogger:
     def add_image(self, tag: str, grid: torch.Tensor, step: int) -> None:
         if self._writer is not None:
             self._writer.add_image(tag, grid, step)
+
+    def _truncate(self, step: int) -> None:
+        kept = "".join(line + "\n" for line in _logged_lines(self.path) if json.loads(line)["step"] <= step)
+        write_text_atomic(self.path, kept)
+
+    def rewind(self, step: int) -> None:
+        """Training went back to `step` (a rollback): forget the metrics lines after it, move the bar back.
+        TensorBoard keeps its events (its later ones are overwritten step by step as training goes on)."""
+        self._file.close()
+        self._truncate(step)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._step = step
+        self._bar.n = step
+        self._bar.refresh()
 
     def write(self, message: str) -> None:
         """Print a line without breaking the progress bar."""

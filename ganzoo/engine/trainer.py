@@ -49,6 +49,7 @@ ERRORS_LOG = "errors.log"  # tracebacks of a plugin's exceptions, one line of wh
 RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "eval.json", ERRORS_LOG, "samples", "tensorboard", "checkpoints")
 """What a run writes into its directory (moved aside together when an earlier run left no checkpoint)."""
 MAX_CONSECUTIVE_SKIPS = 30  # fp16 steps skipped in a row (scale / 2^30) before training counts as diverged
+ROLLBACK_SEED_STRIDE = 104_729  # rollback k re-seeds the data order and the noise with seed + k * this
 
 
 def split_overrides(plugin: GANPlugin, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,6 +142,7 @@ class _Run:
     schedule: list[UpdateStep]
     optimizers: dict[str, torch.optim.Optimizer]
     base_lrs: dict[str, float]
+    """Each optimizer's learning rate from the plugin; the rate in use is this times `lr_scale` (and the schedule)."""
     scalers: dict[str, torch.amp.GradScaler]
     stream: BatchStream
     context: StepContext
@@ -154,6 +156,8 @@ class _Run:
     ada: AdaptiveAugment | None = None
     probe: HealthProbe | None = None
     rules: HealthRules | None = None
+    lr_scale: float = 1.0
+    """rollback_lr_factor to the power of the rollbacks so far."""
 
 
 class _Window:
@@ -256,6 +260,7 @@ class Trainer:
         self._eval_metrics: tuple[str, ...] = ()
         self._scale_before: dict[str, float] = {}  # fp16: each update's loss scale before its step
         self._consecutive_skips: dict[str, int] = {}  # saved in checkpoints, so a resumed storm still stops
+        self._rollbacks: list[dict[str, Any]] = []  # (on_divergence=rollback) saved in every checkpoint's trainer.json
         self._lock: RunLock | None = None
 
     def _check_augmentation(self) -> None:
@@ -610,7 +615,48 @@ class Trainer:
 
             forget_evaluations_after(self.run_dir, self.step)
         run.images_seen = info["images_seen"]
+        self._rollbacks = list(info.get("rollbacks", []))
+        self._apply_rollbacks(run)
         run.stream.seek(info["epoch"], info["batch_in_epoch"])
+
+    def _apply_rollbacks(self, run: _Run) -> None:
+        """The learning rates and data order of the rollbacks so far (none: the run's own)."""
+        count, tc = len(self._rollbacks), self.train_config
+        run.lr_scale = tc.rollback_lr_factor**count
+        run.stream.seed = tc.seed + ROLLBACK_SEED_STRIDE * count
+        for name, optimizer in run.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = run.base_lrs[name] * run.lr_scale
+
+    def _roll_back(self, run: _Run, error: DivergenceError, logger: RunLogger | None) -> None:
+        """on_divergence=rollback: back to the newest good checkpoint, learning rates scaled, data and noise
+        re-seeded (deterministically: a resumed run continues exactly); re-raises when no rollback is left."""
+        tc = self.train_config
+        if tc.on_divergence != "rollback":
+            raise error
+        done = list(self._rollbacks)
+        if len(done) >= tc.max_rollbacks:
+            raise DivergenceError(
+                f"{error} (after {len(done)} rollbacks, the most max_rollbacks={tc.max_rollbacks} allows)",
+                error.step,
+                error.loss_name,
+            ) from None
+        if ckpt.latest_checkpoint(self.run_dir / "checkpoints") is None:
+            raise DivergenceError(f"{error} (no checkpoint to roll back to yet)", error.step, error.loss_name) from None
+        self._restore(run)  # weights, EMA, optimizers, scalers, RNG and data position of the newest good checkpoint
+        self._rollbacks = [*done, {"step": error.step, "to": self.step, "reason": str(error)}]
+        self._apply_rollbacks(run)
+        torch.manual_seed(tc.seed * 1_000_003 + run.dist.rank + 1 + ROLLBACK_SEED_STRIDE * len(self._rollbacks))
+        if logger is not None:
+            logger.rewind(self.step)
+            logger.write(
+                f"rollback {len(self._rollbacks)} of at most {tc.max_rollbacks}: {error}; back to step {self.step} "
+                f"with the learning rates x{run.lr_scale:g} and a re-seeded data order"
+            )
+        if run.rules is not None and run.dist.is_main:
+            run.rules = HealthRules(run.rules.thresholds, run.rules.generator_roles)
+            run.rules.replay(read_metrics(self.run_dir))
+            write_health(self.run_dir, run.rules.warnings)
 
     def _loop(self, run: _Run) -> TrainResult:
         tc = self.train_config
@@ -627,30 +673,36 @@ class Trainer:
         sample_path = None
         try:
             while self.step < run.total_steps:
-                for name, loss in self._iteration(run, window):
-                    pending.append((self.step + 1, name, loss))
-                self.step += 1
-                window.close_iteration(run.images_per_iteration)
-                run.images_seen += run.images_per_iteration
-                last = self.step == run.total_steps
-                due_log = self.step % tc.log_every == 0 or last
-                due_checkpoint = self.step % tc.checkpoint_every == 0 or last
-                due_eval = tc.eval_every is not None and (self.step % tc.eval_every == 0 or last)
-                if self.step % check_every == 0 or due_log or due_checkpoint:
-                    self._check_finite(pending, last_checkpoint, run.dist)
+                try:
+                    for name, loss in self._iteration(run, window):
+                        pending.append((self.step + 1, name, loss))
+                    self.step += 1
+                    window.close_iteration(run.images_per_iteration)
+                    run.images_seen += run.images_per_iteration
+                    last = self.step == run.total_steps
+                    due_log = self.step % tc.log_every == 0 or last
+                    due_checkpoint = self.step % tc.checkpoint_every == 0 or last
+                    due_eval = tc.eval_every is not None and (self.step % tc.eval_every == 0 or last)
+                    if self.step % check_every == 0 or due_log or due_checkpoint:
+                        self._check_finite(pending, last_checkpoint, run.dist)
+                        pending.clear()
+                    if due_log:
+                        self._log(run, window, logger)
+                    if logger is not None:
+                        logger.advance()
+                    if run.dist.is_main and (self.step % tc.sample_every == 0 or last):
+                        sample_path = self._write_samples(run.model, logger)
+                    if due_eval:
+                        self._evaluate(run, logger)
+                    if due_checkpoint:
+                        last_checkpoint = self._save_checkpoint(run)
+                    for callback in self.callbacks:
+                        callback(self, self.step)
+                except DivergenceError as error:  # stop (re-raised), or roll back and go on
+                    self._roll_back(run, error, logger)
                     pending.clear()
-                if due_log:
-                    self._log(run, window, logger)
-                if logger is not None:
-                    logger.advance()
-                if run.dist.is_main and (self.step % tc.sample_every == 0 or last):
-                    sample_path = self._write_samples(run.model, logger)
-                if due_eval:
-                    self._evaluate(run, logger)
-                if due_checkpoint:
-                    last_checkpoint = self._save_checkpoint(run)
-                for callback in self.callbacks:
-                    callback(self, self.step)
+                    window.reset()
+                    last_checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
         finally:
             for hook in run.hooks:
                 hook.remove()
@@ -675,7 +727,7 @@ class Trainer:
             factor = lr_factor(self.step, run.total_steps, tc.lr_schedule, tc.lr_decay_start)
             for name, optimizer in run.optimizers.items():
                 for group in optimizer.param_groups:
-                    group["lr"] = run.base_lrs[name] * factor
+                    group["lr"] = run.base_lrs[name] * run.lr_scale * factor
         losses = []
         health_step = run.probe is not None and (self.step + 1) % tc.health_every == 0
         generators = set(self.plugin.generator_roles)
@@ -921,6 +973,7 @@ class Trainer:
                 "batch_in_epoch": run.stream.position,
                 "images_seen": run.images_seen,
                 "world_size": run.dist.world_size,
+                "rollbacks": self._rollbacks,
             }
             metadata = {"ganzoo_version": __version__, "plugin": self.plugin.name, "step": str(self.step)}
             keep, extra = self.train_config.keep_checkpoints, self.plugin.extra_files(run.model.data_info)
