@@ -141,3 +141,13 @@ def test_the_probe_sees_the_real_batch_under_ada_and_the_command_prints_the_heal
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == "health: healthy (no warnings)"
     assert all("health/d_auc" in line for line in read_metrics(tmp_path / "a"))  # real told from fake
+
+
+def test_a_text_run_gets_the_same_diagnostics(tmp_path):
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("ANNA\nBOB\nCARL\nDORA\nEVE\nFRED\n" * 4)
+    config = {"embed_dim": 4, "hidden_dim": 8, "d_embed_dim": 4, "d_hidden_dim": 4, "pretrain_steps": 0}
+    run = ganzoo.Trainer("lstm-gan", config, {**QUIET, "steps": 4}, data=f"text:{corpus}", out=tmp_path / "t").fit()
+    for line in read_metrics(run.run_dir):
+        assert {"health/d_auc", "health/diversity", "health/grad_norm/generator"} <= set(line)
+        assert 0 <= line["health/d_auc"] <= 1 and line["health/diversity"] > 0

@@ -2,8 +2,8 @@
 
 `HealthProbe` measures, at every `health_every`-th iteration, through forward hooks on the discriminators (no
 plugin change): during each discriminator update, the first call on the real batch itself (its image tensor) and
-the first call on anything else (the generated batch) give D's logits on real and fake images and the features
-of its last declared block (`GANPlugin.frozen_d_blocks`); from them
+the first call on anything else (the generated batch) give D's logits on real and fake samples and the features
+entering its last declared block (`GANPlugin.frozen_d_blocks`); from them
 
 - `health/d_auc`: the probability that D scores a real image above a fake one (threshold-free, so it reads the
   same for every loss: 0.5 D cannot tell them apart, 1 it always can), `health/d_acc_real` and
@@ -71,7 +71,7 @@ class HealthProbe:
     def install(
         self, discriminators: Iterable[nn.Module], feature_blocks: Iterable[nn.Module]
     ) -> list[torch.utils.hooks.RemovableHandle]:
-        """Hook the discriminators (their logits) and the blocks whose outputs are their features."""
+        """Hook the discriminators (their logits) and the blocks whose inputs are their features."""
 
         def before(module: nn.Module, args: tuple) -> None:
             if not self.active or not args or self._current is not None:
@@ -87,8 +87,8 @@ class HealthProbe:
                 self._logits[self._current] = logits.detach()
             self._current = None
 
-        def features(module: nn.Module, args: tuple, output: Any) -> None:
-            tensor = first_tensor(output)
+        def features(module: nn.Module, args: tuple) -> None:
+            tensor = first_tensor(args)
             if self._current is not None and tensor is not None:
                 self._features[self._current] = tensor.detach()
 
@@ -96,13 +96,14 @@ class HealthProbe:
         for module in discriminators:
             handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
         for block in feature_blocks:
-            handles.append(block.register_forward_hook(features))
+            handles.append(block.register_forward_pre_hook(features))
         return handles
 
     def begin(self, batch: Mapping[str, Any], measure: bool) -> None:
-        """A discriminator update is about to run on `batch`; `measure`: at a health step."""
+        """A discriminator update is about to run on `batch` (its images, or a text batch's token ids, are the real
+        samples); `measure`: at a health step."""
         self.active = measure
-        self._real = tuple(v for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim == 4)
+        self._real = tuple(v for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim >= 2)
         self._logits, self._features, self._current = {}, {}, None
 
     def end(self) -> dict[str, torch.Tensor]:
