@@ -155,6 +155,9 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--steps", type=int, default=None, help="iterations of the update schedule"),
         click.option("--epochs", type=float, default=None, help="passes over the data (instead of --steps)"),
         click.option("--batch-size", type=int, default=None, help="images per update step (all ranks together)"),
+        click.option(
+            "--accumulate", type=click.IntRange(min=1), default=None, help="the batch as N micro-batches (less memory)"
+        ),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N"),
         click.option("--set", "set_options", multiple=True, metavar="KEY=VALUE", help="override a config value"),

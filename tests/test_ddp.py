@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,37 @@ def test_cli_under_torchrun_trains_and_reports_once(tmp_path):
     assert proc.stdout.count("checkpoint: ") == 1
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert (run / "checkpoints" / "step-000002" / "model.safetensors").is_file()
+
+
+def test_two_nodes_on_loopback_train_one_run_and_it_resumes_on_one_rank(tmp_path):
+    """`torchrun --nnodes 2` with c10d rendezvous on 127.0.0.1: two launchers acting as two machines of one
+    process each; then the run resumes in a single process with the same global batch."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = tmp_path / "run"
+    args = ["train", "dcgan", "--steps", "4", "--batch-size", "16", "--device", "cpu", "--out", str(run)]
+    args += ["--set", "g_width=8", "--set", "d_width=8", "--set", "progress=false", "--set", "sample_grid=4"]
+    launch = [str(torchrun), "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d"]
+    launch += [f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=ganzoo-two-nodes", "-m", "ganzoo.cli", *args]
+    nodes = [subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (stdout, stderr) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, f"node failed:\n{stdout[-2000:]}\n{stderr[-2000:]}"
+    assert sum(stdout.count("checkpoint: ") for stdout, _ in outputs) == 1  # one report, from global rank 0
+    info = json.loads((run / "checkpoints" / "step-000004" / "trainer.json").read_text())
+    assert info["world_size"] == 2 and info["images_seen"] == 64
+
+    from click.testing import CliRunner
+
+    from ganzoo.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "dcgan", "--out", str(run), "--resume", "--steps", "6"])
+    assert result.exit_code == 0, result.output
+    assert "resuming a run of 2 rank(s) on 1: the global batch and the data order carry on" in result.stderr
+    info = json.loads((run / "checkpoints" / "step-000006" / "trainer.json").read_text())
+    assert info["world_size"] == 1 and info["images_seen"] == 96 and info["batch_in_epoch"] == 6

@@ -58,6 +58,9 @@ class TrainConfig:
         100, "ada: thousands of real images it takes p to move from 0 to 1 at most (the paper's 500)", min=0.001
     )
     freeze_d: int = option(0, "FreezeD: freeze the first N discriminator blocks (fine-tuning); 0: off", min=0)
+    accumulate: int = option(
+        1, "gradient accumulation: each update's batch as this many equal micro-batches, one optimizer step", min=1
+    )
     grad_clip: float | None = option(None, "clip each network's gradient norm to this value", min=0)
     on_divergence: str = option(
         "stop",

@@ -99,12 +99,15 @@ class HealthProbe:
             handles.append(block.register_forward_pre_hook(features))
         return handles
 
-    def begin(self, batch: Mapping[str, Any], measure: bool) -> None:
-        """A discriminator update is about to run on `batch` (its images, or a text batch's token ids, are the real
-        samples); `measure`: at a health step."""
+    def begin(self, batch: Mapping[str, Any], measure: bool, keep: bool = False) -> None:
+        """A discriminator update (or one micro-batch of it) is about to run on `batch` (its images, or a text
+        batch's token ids, are the real samples); `measure`: at a health step; `keep`: keep what earlier
+        micro-batches of the update gave."""
         self.active = measure
         self._real = tuple(v for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim >= 2)
-        self._logits, self._features, self._current = {}, {}, None
+        self._current = None
+        if not keep:
+            self._logits, self._features = {}, {}
 
     def end(self) -> dict[str, torch.Tensor]:
         """What the update showed: separation values when D saw a real and a fake batch, and the diversity."""

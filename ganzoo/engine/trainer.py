@@ -160,6 +160,13 @@ class _Run:
     """rollback_lr_factor to the power of the rollbacks so far."""
 
 
+def _mean_logs(logged: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean of each value the micro-batches of an accumulated update logged."""
+    keys = dict.fromkeys(key for logs in logged for key in logs)
+    values = {key: [torch.as_tensor(logs[key]).detach().float() for logs in logged if key in logs] for key in keys}
+    return {key: torch.stack(found).mean() for key, found in values.items()}
+
+
 class _Window:
     """Logged values since the last metrics line, and the images/s meanwhile.
 
@@ -478,6 +485,11 @@ class Trainer:
         if tc.epochs is not None:
             total_steps = max(1, math.ceil(tc.epochs * stream.batches_per_epoch / max(1, draws)))
         per_rank_batch = tc.batch_size // dist.world_size
+        if per_rank_batch % tc.accumulate:
+            raise UsageError(
+                f"batch_size={tc.batch_size} over {dist.world_size} rank(s) is {per_rank_batch} per rank, which "
+                f"accumulate={tc.accumulate} must divide into equal micro-batches"
+            )
         context = StepContext(0, device, precision, model_config, data_info, per_rank_batch, total_steps=total_steps)
         ada = None
         if tc.augment == "ada":
@@ -743,11 +755,8 @@ class Trainer:
                 batch = {}
                 if update.needs_data:
                     batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
-                if run.ada is not None:
-                    run.ada.expect_real(batch)
-                if run.probe is not None:
-                    run.probe.begin(batch, measure=judged and repeat == 0)
-                loss, logs = self._update(run, update, batch, health=health_step and repeat == 0)
+                measure = judged and repeat == 0
+                loss, logs = self._update(run, update, batch, health=health_step and repeat == 0, measure=measure)
                 if run.probe is not None:
                     for key, value in run.probe.end().items():
                         window.add(f"health/{key}", value)
@@ -773,10 +782,21 @@ class Trainer:
         return losses
 
     def _update(
-        self, run: _Run, update: UpdateStep, batch: Mapping[str, torch.Tensor], health: bool = False
+        self,
+        run: _Run,
+        update: UpdateStep,
+        batch: Mapping[str, torch.Tensor],
+        health: bool = False,
+        measure: bool = False,
     ) -> tuple[torch.Tensor, Mapping[str, Any]]:
         """One optimisation step of the networks `update` names: loss, (scaled) backward, sync, clip, step.
-        `health`: also log each network's gradient norm (unscaled) and the fp16 loss scale."""
+
+        With `accumulate` N the batch is cut into N equal micro-batches (a generator-only update draws N times
+        batch/N samples), each loss divided by N is back-propagated into the same gradients, and the optimizers
+        step once: for mean losses, no batch norm and noise drawn once per (micro-)batch, the gradients of the
+        whole batch at once, in 1/N of the activation memory. `health`: also log each network's
+        gradient norm (unscaled) and the fp16 loss scale; `measure`: the health probe reads this update's D calls
+        (on the first micro-batch)."""
         nets = run.model.nets
         scaler = run.scalers[update.name]
         optimizers = [run.optimizers[update.optimizer or role] for role in update.networks]
@@ -785,14 +805,29 @@ class Trainer:
         if scaler.is_enabled():
             self._scale_before[update.name] = scaler.get_scale()
         run.context.scaler = scaler
+        parts = self.train_config.accumulate
+        whole = run.context.batch_size
+        chunks = [{k: v.chunk(parts)[i] for k, v in batch.items()} for i in range(parts)] if parts > 1 else [batch]
+        losses, logged = [], []
         try:
-            with autocast(run.device, run.precision):
-                loss, logs = update.loss(nets, batch, run.context)
-            scaler.scale(loss).backward()
+            run.context.batch_size = whole // parts
+            for index, chunk in enumerate(chunks):
+                if run.ada is not None:
+                    run.ada.expect_real(chunk)
+                if run.probe is not None:
+                    run.probe.begin(chunk, measure=measure and index == 0, keep=index > 0)
+                with autocast(run.device, run.precision):
+                    loss, logs = update.loss(nets, chunk, run.context)
+                scaler.scale(loss / parts if parts > 1 else loss).backward()
+                losses.append(loss.detach())
+                logged.append(logs)
         except GanzooError:
             raise
         except Exception as exc:  # the plugin's code: one line for the user, the traceback in the run directory
             raise self._plugin_failure(f"its {update.name} update", exc, run.dist) from exc
+        finally:
+            run.context.batch_size = whole
+        loss, logs = (losses[0], logged[0]) if parts == 1 else (torch.stack(losses).mean(), _mean_logs(logged))
         if run.dist.enabled:
             ddp.average_gradients([nets[r] for r in update.networks], run.dist.world_size)
         if health:
@@ -936,6 +971,13 @@ class Trainer:
                 torch.cuda.set_rng_state(rng["cuda"][run.dist.rank], run.device)
         else:  # resumed with another number of ranks: fresh, still reproducible, streams
             torch.manual_seed(self.train_config.seed * 1_000_003 + run.dist.rank + 1 + step)
+            if run.dist.is_main:
+                warnings.warn(
+                    f"resuming a run of {len(rng['torch'])} rank(s) on {run.dist.world_size}: the global batch and the "
+                    "data order carry on, the noise streams start afresh (reproducible, not bit-identical to an "
+                    "uninterrupted run)",
+                    stacklevel=2,
+                )
 
     def _check_finite_state(self, run: _Run) -> None:
         """Before a checkpoint: every parameter and buffer of every network and EMA copy must be finite (one
