@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from ganzoo.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 class TensorImageDataset(torch.utils.data.Dataset):
@@ -62,7 +62,7 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     have = images.shape[1]
     if have == channels:
         return images
-    if channels not in _PIL_MODES:
+    if channels not in PIL_MODES:
         raise UsageError(f"cannot convert images to {channels} channels; accepted: 1, 3 or 4")
     rgb = images[:, :3] if have >= 3 else images[:, :1].expand(-1, 3, -1, -1)
     if channels == 1:
@@ -118,7 +118,8 @@ def square(image: Image.Image, resolution: int) -> Image.Image:
     return image.crop((left, top, left + resolution, top + resolution))
 
 
-def _decode(path: Path, resolution: int, mode: str) -> np.ndarray | None:
+def decode_square(path: Path, resolution: int, mode: str) -> np.ndarray | None:
+    """One image file as an (R, R, C) uint8 array (`square`d, converted to the PIL `mode`), or None if unreadable."""
     try:
         with Image.open(path) as image:
             if image.mode.startswith("I;16") or image.mode == "I":  # 16/32-bit grey: scale, do not clip
@@ -140,16 +141,23 @@ def folder_class_names(root: Path, files: Sequence[Path]) -> list[str] | None:
 
 
 def load_folder(root: Path, resolution: int, channels: int) -> TensorImageDataset:
-    """Decode every image under `root` (resized, center-cropped, converted); unreadable files are skipped."""
-    if channels not in _PIL_MODES:
+    """Decode every image under `root` (resized, center-cropped, converted); unreadable files are skipped. A folder
+    whose decoded images exceed `ganzoo.data.cache.in_memory_limit()` is read through the on-disk cache."""
+    if channels not in PIL_MODES:
         raise UsageError(f"channels={channels} is not supported for folder data; accepted: 1, 3 or 4")
     files = list_images(root)
     if not files:
         raise UsageError(f"no images found under {root} (accepted suffixes: {', '.join(IMAGE_SUFFIXES)})")
-    mode = _PIL_MODES[channels]
+    from ganzoo.data.cache import cached_folder, in_memory_limit
+
+    if len(files) * channels * resolution * resolution > in_memory_limit():
+        from ganzoo.data.sources import cache_dir
+
+        return cached_folder(root, files, resolution, channels, cache_dir() / "folders")
+    mode = PIL_MODES[channels]
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        decoded = list(pool.map(lambda p: _decode(p, resolution, mode), files))
+        decoded = list(pool.map(lambda p: decode_square(p, resolution, mode), files))
     kept = [(f, a) for f, a in zip(files, decoded, strict=True) if a is not None]
     skipped = [f for f, a in zip(files, decoded, strict=True) if a is None]
     if skipped:

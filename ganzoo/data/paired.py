@@ -54,7 +54,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ganzoo.data.degrade import DEFAULT_SIGMA, SR_SCALES, TASKS, degrade
 from ganzoo.data.images import (
-    _PIL_MODES,
+    PIL_MODES,
     TensorImageDataset,
     folder_class_names,
     folder_native_channels,
@@ -260,7 +260,7 @@ def _open(path: Path) -> Image.Image:
 
 def _array(image: Image.Image, channels: int, resolution: int | None) -> torch.Tensor:
     """A PIL image as uint8 (C, H, W) with `channels`; resized (shorter side, centre crop) when `resolution`."""
-    image = image.convert(_PIL_MODES[channels])
+    image = image.convert(PIL_MODES[channels])
     if resolution is not None:
         image = square(image, resolution)
     array = np.asarray(image, dtype=np.uint8)
@@ -269,7 +269,7 @@ def _array(image: Image.Image, channels: int, resolution: int | None) -> torch.T
 
 
 def _check_channels(channels: int, what: str) -> None:
-    if channels not in _PIL_MODES:
+    if channels not in PIL_MODES:
         raise UsageError(f"{what}={channels} is not supported for image files; accepted: 1, 3 or 4")
 
 
