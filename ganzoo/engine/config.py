@@ -43,6 +43,12 @@ class TrainConfig:
     )
     ema_start: int = option(0, "iterations before the EMA starts averaging (it copies the weights until then)", min=0)
     channels_last: bool = option(False, "store 4-D weights and image batches channels-last (faster convolutions)")
+    compile: bool = option(
+        False, "torch.compile the trained networks (nn.Module.compile, inductor); the first iterations compile"
+    )
+    compile_cache: str | None = option(
+        None, "compile: inductor's cache directory (TORCHINDUCTOR_CACHE_DIR), reused by later runs (default: torch's)"
+    )
     diffaugment: str = option(
         "", "DiffAugment ops on every discriminator input, comma-separated: color, translation, cutout; empty: off"
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
+import shutil
 import time
 import traceback
 import warnings
@@ -447,6 +449,8 @@ class Trainer:
                 model.ema[role] = emas[role].module
         if saved is None and self.init is not None:
             self.init(model)
+        if tc.compile:  # after the EMA copies (which only sample) are made: they stay eager
+            self._compile(model)
         self.model = model
 
         schedule = list(self.plugin.schedule(model_config))
@@ -579,6 +583,20 @@ class Trainer:
             return []
         discriminators = self._discriminators(model, schedule)
         return ada.install(discriminators) if ada is not None else augment.install(discriminators, tc.diffaugment)
+
+    def _compile(self, model: GANModel) -> None:
+        """torch.compile every trained network in place (its state_dict keys stay the same, so checkpoints are
+        unchanged); inductor's cache goes to `compile_cache` when set. A platform where compiling cannot work
+        (no C++ compiler for the CPU kernels) is a one-line error before training."""
+        tc = self.train_config
+        if tc.compile_cache:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tc.compile_cache).expanduser().resolve())
+        on_cpu = all(p.device.type == "cpu" for net in model.nets.values() for p in net.parameters())
+        if on_cpu and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")):
+            raise UsageError("compile=true on the CPU needs a C++ compiler (inductor builds C++ kernels): install g++")
+        for net in model.nets.values():
+            if any(p.requires_grad for p in net.parameters()):
+                net.compile()
 
     def _discriminators(self, model: GANModel, schedule: Sequence[UpdateStep]) -> list[nn.Module]:
         """Every trained network that is not a generator."""
