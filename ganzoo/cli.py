@@ -175,6 +175,12 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="DiffAugment on every discriminator input: color,translation,cutout (any of them)",
         ),
         click.option(
+            "--compile",
+            is_flag=True,
+            default=None,
+            help="torch.compile the trained networks (the cache dir: --set compile_cache=DIR)",
+        ),
+        click.option(
             "--on-divergence",
             type=click.Choice(["stop", "rollback"]),
             default=None,
