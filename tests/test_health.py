@@ -62,7 +62,7 @@ def test_a_healthy_trace_raises_nothing():
         ("mode collapse suspected", {"health/diversity": lambda i: 0.4 - 0.02 * i}),
         ("discriminator wins", {"health/d_auc": 0.999, "loss/generator": lambda i: 2 + 0.3 * i}),
         ("generator not learning", {"health/grad_norm/generator": 1e-6}),
-        ("oscillation", {"health/d_acc_gap": lambda i: 0.45 * (-1) ** i}),
+        ("oscillation", {"health/d_auc": lambda i: 0.75 + 0.2 * (-1) ** i}),
         ("loss scale collapsing", {"health/loss_scale/generator": lambda i: 2.0 ** (15 - i)}),
     ],
 )
@@ -80,7 +80,8 @@ def test_each_warning_fires_on_its_trace_once(name, change):
 def test_near_misses_raise_nothing():
     assert warnings_of(trace({"health/diversity": 0.4})) == []  # low but not falling (a data-limited model)
     assert warnings_of(trace({"health/d_auc": 0.999})) == []  # D sure but G's loss not rising
-    assert warnings_of(trace({"health/d_acc_gap": lambda i: 0.1 * (-1) ** i})) == []  # small swings
+    assert warnings_of(trace({"health/d_auc": lambda i: 0.85 + 0.07 * (-1) ** i})) == []  # small swings
+    assert warnings_of(trace({"health/d_acc_gap": lambda i: 0.7 * (-1) ** i})) == []  # D's bias, not oscillation
 
 
 def test_separation_and_diversity():
@@ -108,7 +109,7 @@ def test_the_diversity_of_a_collapsed_generator_is_far_below_the_datas():
         return float(probe.end()["diversity"])
 
     collapsed = images[41:42].expand(32, -1, -1, -1).clone()  # every sample the same digit
-    assert measure(collapsed) == 0.0
+    assert measure(collapsed) < 0.01  # (cdist rounding: not exactly 0)
     assert 0.7 < measure(images[1::2]) < 1.4  # other real digits: about as varied as the data
 
 

@@ -96,7 +96,7 @@ class TrainConfig:
         1e-3, "health: 'generator not learning' below this fraction of G's first gradient norm", min=0
     )
     health_oscillation: float = option(
-        0.35, "health: 'oscillation' when D's accuracy gap swings by more than this every line", min=0
+        0.3, "health: 'oscillation' when D's AUC swings up and down by more than this every line", min=0
     )
     health_min_scale: float = option(1.0, "health: 'loss scale collapsing' when an fp16 scale falls below this", min=0)
     sample_every: int = option(500, "iterations between sample grids (and one at the end)", min=1)

@@ -139,7 +139,7 @@ class Thresholds:
     diversity: float = 0.5
     d_auc: float = 0.99
     g_grad: float = 1e-3
-    oscillation: float = 0.35
+    oscillation: float = 0.3
     min_scale: float = 1.0
 
 
@@ -223,14 +223,15 @@ class HealthRules:
         return None
 
     def _oscillation(self) -> str | None:
-        gaps = self._series("health/d_acc_gap")
-        if not gaps:
+        # D's AUC, not its accuracies at logit 0: those swing with D's bias on a healthy run (dcgan: +-0.7)
+        auc = self._series("health/d_auc")
+        if not auc:
             return None
-        changes = [b - a for a, b in itertools.pairwise(gaps)]
+        changes = [b - a for a, b in itertools.pairwise(auc)]
         alternating = all(a * b < 0 for a, b in itertools.pairwise(changes))
         smallest = min(abs(c) for c in changes)
         if alternating and smallest > self.thresholds.oscillation:
-            return f"D's accuracy gap swings by {smallest:.2f} or more every line"
+            return f"D's AUC swings by {smallest:.2f} or more every line"
         return None
 
     def _scale_collapse(self, line: Mapping[str, float]) -> str | None:
