@@ -19,6 +19,10 @@ iterations, overrides, batch, threads, plugin version), medians over its seeds.
                                [--l1-marks 500,1000] [--set key=value ...] [--write]
     python benchmarks/srgan.py --render      # the section from the recorded rows, no training
     python benchmarks/srgan.py --smoke       # seconds: tiny networks, a few iterations, nothing recorded
+    python benchmarks/srgan.py --parts digits --picture --no-record   # benchmarks/srgan-digits.png only
+
+`--picture` draws 8 evenly spaced test pairs of each part run (rows of bicubic, srgan after the GAN phase, the
+target) as benchmarks/srgan-PART.png.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ DEFAULTS = {  # per part: (steps, pretrain_steps), sized for ~15 minutes of both
 }
 SMOKE = {"blocks": 1, "features": 8, "growth": 4, "d_width": 8}
 TARGETS = {"photos_l1_gain_db": 1.0, "digits_accuracy": 0.95}
+PICTURED = 8  # test pairs in a part's picture
 
 
 def test_pairs(spec: str, resolution: int) -> dict[str, torch.Tensor]:
@@ -93,6 +98,16 @@ def score(outputs: torch.Tensor, pairs: dict[str, torch.Tensor], classifier: Any
 @torch.no_grad()
 def enhance_all(model: Any, source: torch.Tensor, batch: int = 128) -> torch.Tensor:
     return torch.cat([model.enhance(source[i : i + batch]) for i in range(0, len(source), batch)])
+
+
+def save_picture(model: Any, pairs: dict[str, torch.Tensor], path: Path) -> None:
+    """PICTURED test pairs, evenly spaced: rows of bicubic, the model's output and the target."""
+    from ganzoo.engine.logging import save_samples
+
+    pick = torch.linspace(0, len(pairs["source"]) - 1, PICTURED).round().long()
+    source = pairs["source"][pick]
+    rows = torch.stack([bicubic(source, 4), enhance_all(model, source), pairs["target"][pick]], dim=1)
+    save_samples(rows.flatten(0, 1), path, 3)
 
 
 def run_part(part: str, seed: int, args: argparse.Namespace, config: dict, classifier: Any) -> list[dict]:
@@ -156,6 +171,8 @@ def run_part(part: str, seed: int, args: argparse.Namespace, config: dict, class
         for row in rows:
             row.update(batch_size=common["batch_size"], precision=common["precision"])
         record(result.model, "gan", steps)
+        if args.picture and not args.smoke:
+            save_picture(result.model, pairs, HERE / f"srgan-{part}.png")
     rows[-1].update(batch_size=common["batch_size"], precision=common["precision"])
     baseline = {**common, "phase": "bicubic", "at_step": 0, "train_s": 0.0}
     baseline.update(batch_size=common["batch_size"], precision=common["precision"])
@@ -277,6 +294,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 avoids contention)")
     parser.add_argument("--smoke", action="store_true", help="tiny networks, 4 iterations, nothing recorded")
     parser.add_argument("--no-record", action="store_true", help="print the rows only")
+    parser.add_argument("--picture", action="store_true", help="draw benchmarks/srgan-PART.png of each part run")
     parser.add_argument("--write", action="store_true", help="render the section of benchmarks/RESULTS.md")
     parser.add_argument("--render", action="store_true", help="only render the section from the recorded rows")
     args = parser.parse_args()

@@ -5,11 +5,14 @@ An image is cut into overlapping tiles of the model's input size (its resolution
 enhanced, and the outputs are blended: each output pixel is the average of the tiles that cover it, weighted by a
 window that falls linearly to the tile's edges over the overlap, so no seam shows. Images smaller than a tile are
 reflect-padded to one and cropped back. The output is the input's size times the scale; the tiles are processed
-one row of tiles at a time, so the working memory is a band of the output, not the whole output in float32
-(enhancing a 4000 x 3000 photo x4 holds the 16000 x 12000 uint8 result and one band). For inpainting, the holes
-come from `mask` (a mask image of the same size, or a directory of them under the inputs' names; nonzero pixels
-are holes), or else from the image's transparent pixels; known pixels are kept exactly. Outputs are written under
-the inputs' file names (sub-folders kept) in the format their suffix names; an input is never overwritten.
+one row of tiles at a time (`output_bands`), so the working memory is a band of the output, not the whole output
+in float32: `enhance` pastes each finished uint8 band into the output image, so a file's output is held once
+(enhancing a 4000 x 3000 photo x4 holds the 16000 x 12000 output image, 768 MB as PIL keeps RGB in 4 bytes a
+pixel, the 4000 x 3000 input in float32, 144 MB, and one band: a peak of 1.6 GB with torch's own 0.7 GB, in
+benchmarks/RESULTS.md, "enhance: peak memory"). For inpainting, the holes come from `mask` (a mask image of the
+same size, or a directory of them under the inputs' names; nonzero pixels are holes), or else from the image's
+transparent pixels; known pixels are kept exactly. Outputs are written under the inputs' file names (sub-folders
+kept) in the format their suffix names; an input is never overwritten.
 """
 
 from __future__ import annotations
@@ -52,16 +55,17 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def enhance_image(
+def output_bands(
     model: Any,
     image: torch.Tensor,
     mask: torch.Tensor | None = None,
     overlap: int | None = None,
     batch_size: int = 16,
     use_ema: bool = True,
-) -> np.ndarray:
-    """One image (C, H, W) in [-1, 1] (and its mask (1, H, W), 1 = missing) through `model` by overlapping tiles:
-    the output as a uint8 (H * scale, W * scale, C_out) array."""
+) -> Iterator[tuple[int, np.ndarray]]:
+    """One image (C, H, W) in [-1, 1] (and its mask (1, H, W), 1 = missing) through `model` by overlapping tiles,
+    one row of tiles at a time: (first output row, uint8 band (rows, W * scale, C_out)) pairs that cover the
+    output, H * scale rows, from the top down."""
     extras = model.data_info.extras
     scale = int(extras.get("scale") or 1)
     tile = model.config.resolution // scale
@@ -80,7 +84,6 @@ def enhance_image(
     size = tile * scale
     window = blend_window(size, overlap * scale)
     out_channels = model.config.channels
-    result = np.empty((full_h * scale, full_w * scale, out_channels), dtype=np.uint8)
     carry: tuple[torch.Tensor, torch.Tensor] | None = None
     for row, y in enumerate(ys):
         numerator = torch.zeros(out_channels, size, full_w * scale)
@@ -96,11 +99,28 @@ def enhance_image(
                 numerator[:, :, x * scale : x * scale + size] += output * window
                 denominator[:, :, x * scale : x * scale + size] += window
         done = (ys[row + 1] - y) * scale if row + 1 < len(ys) else size
-        final = (numerator[:, :done] / denominator[:, :done]).clamp(-1, 1)
-        band = final.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        result[y * scale : y * scale + done] = band
+        rows = min(done, (height - y) * scale)  # without the padding of an image smaller than a tile
+        final = (numerator[:, :rows, : width * scale] / denominator[:, :rows, : width * scale]).clamp(-1, 1)
+        yield y * scale, final.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
         carry = (numerator[:, done:], denominator[:, done:])
-    return result[: height * scale, : width * scale]
+
+
+def enhance_image(
+    model: Any,
+    image: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    overlap: int | None = None,
+    batch_size: int = 16,
+    use_ema: bool = True,
+) -> np.ndarray:
+    """One image (C, H, W) in [-1, 1] (and its mask (1, H, W), 1 = missing) through `model` by overlapping tiles:
+    the output as a uint8 (H * scale, W * scale, C_out) array (the bands of `output_bands`, assembled)."""
+    scale = int(model.data_info.extras.get("scale") or 1)
+    height, width = image.shape[1:]
+    result = np.empty((height * scale, width * scale, model.config.channels), dtype=np.uint8)
+    for top, band in output_bands(model, image, mask, overlap, batch_size, use_ema):
+        result[top : top + len(band)] = band
+    return result
 
 
 def _read(path: Path, mode: str, keep_alpha: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -111,11 +131,11 @@ def _read(path: Path, mode: str, keep_alpha: bool) -> tuple[torch.Tensor, torch.
             alpha = None
             if keep_alpha and ("A" in opened.getbands() or "transparency" in opened.info):
                 alpha = np.asarray(opened.convert("RGBA"))[:, :, 3]
-            array = np.asarray(opened.convert(mode), dtype=np.float32)
+            array = np.asarray(opened.convert(mode))
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     array = array[:, :, None] if array.ndim == 2 else array
-    tensor = torch.from_numpy(array).permute(2, 0, 1).div(127.5).sub(1.0)
+    tensor = torch.from_numpy(array).permute(2, 0, 1).float().div_(127.5).sub_(1.0)  # one float32 copy
     holes = None if alpha is None else torch.from_numpy((alpha < 128).astype(np.float32))[None]
     return tensor, holes
 
@@ -209,13 +229,16 @@ def enhance(
                 holes = _read_mask(mask_file, tuple(image.shape[1:]), path)
             if holes is None or not holes.any():
                 raise UsageError(f"{path} has no holes to fill: give --mask, or transparent pixels in the image")
-            image = image * (1 - holes)  # holes mid-grey, as in training
-        array = enhance_image(model, image, holes if inpainting else None, overlap, batch_size, use_ema)
+            image.masked_fill_(holes.bool(), 0.0)  # holes mid-grey, as in training
+        scale = int(extras.get("scale") or 1)
+        output = Image.new(_MODES[model.config.channels], (image.shape[2] * scale, image.shape[1] * scale))
+        for top, band in output_bands(model, image, holes if inpainting else None, overlap, batch_size, use_ema):
+            output.paste(Image.fromarray(band[:, :, 0] if band.shape[2] == 1 else band), (0, top))
         target = out_dir / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
         with atomic_path(target) as tmp:
-            Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(tmp, **options)
+            output.save(tmp, **options)
         written.append(target)
     if skipped:
         examples = ", ".join(str(p.relative_to(root)) for p in skipped[:3])
@@ -225,4 +248,4 @@ def enhance(
     return written
 
 
-__all__ = ["blend_window", "enhance", "enhance_image", "tile_starts"]
+__all__ = ["blend_window", "enhance", "enhance_image", "output_bands", "tile_starts"]

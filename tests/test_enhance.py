@@ -1,7 +1,8 @@
 """`ganzoo enhance` (ganzoo/enhance.py): tiles cover the image with the overlap asked for, the blend of overlapping
-tiles is seamless (a per-pixel model gives exactly its whole-image result), the output size is the input's times
-the scale, inpainting keeps known pixels bit-exact (mask files or transparent pixels), names are kept and inputs
-never overwritten, and bad input is a one-line error with exit code 2."""
+tiles is seamless (a per-pixel model gives exactly its whole-image result), the bands of tiles cover the output
+once, top to bottom, and a written file is exactly the assembled bands, the output size is the input's times the
+scale, inpainting keeps known pixels bit-exact (mask files or transparent pixels), names are kept and inputs never
+overwritten, and bad input is a one-line error with exit code 2."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from test_paired_kit import QUIET, ToyPaired
 
 import ganzoo
 from ganzoo.cli import cli
-from ganzoo.enhance import blend_window, enhance, enhance_image, tile_starts
+from ganzoo.enhance import blend_window, enhance, enhance_image, output_bands, tile_starts
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 16, 4), (16, 16, 4), (17, 16, 0), (1000, 64, 16)])
@@ -54,6 +55,15 @@ def test_overlapping_tiles_blend_without_seams(scale, size):
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize(("scale", "size"), [(1, (45, 20)), (2, (70, 33)), (4, (9, 40))])
+def test_the_bands_cover_the_output_once_from_the_top_down(scale, size):
+    model = _PointwiseModel(scale, 16 * scale)
+    bands = list(output_bands(model, torch.zeros(3, *size)))
+    tops = [top for top, _ in bands] + [size[0] * scale]
+    assert tops[0] == 0 and all(top + len(band) == tops[i + 1] for i, (top, band) in enumerate(bands))
+    assert all(band.shape[1:] == (size[1] * scale, 3) and band.dtype == np.uint8 for _, band in bands)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Tiny trained toy models: x2 super-resolution and inpainting on the digits."""
@@ -81,6 +91,17 @@ def test_super_resolution_of_a_directory_keeps_names_and_enlarges(runs, tmp_path
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "out" / "a.png").size == (90, 60)
     assert Image.open(tmp_path / "out" / "sub" / "b.png").size == (200, 14)
+
+
+@pytest.mark.parametrize("size", [(23, 150), (9, 100)])
+def test_a_written_file_is_the_tiled_result_band_by_band(runs, tmp_path, size):
+    """The file `enhance` writes band by band is exactly `enhance_image`'s array: every band in its place, none
+    missing or shifted, the padding of an image narrower than a tile cut off."""
+    model = ganzoo.load_pretrained(runs / "sr2x")
+    array = _grey(tmp_path / "tall.png", size=size)
+    (written,) = enhance(model, tmp_path / "tall.png", tmp_path / "out")
+    expected = enhance_image(model, torch.from_numpy(array.astype(np.float32) / 127.5 - 1)[None])
+    assert np.array_equal(np.asarray(Image.open(written)), expected[:, :, 0])
 
 
 def test_inpainting_keeps_known_pixels_exactly_from_a_mask_or_transparency(runs, tmp_path):

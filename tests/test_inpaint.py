@@ -1,5 +1,6 @@
 """The inpaint plugin: shapes, gated convolutions, the L1 split between holes and known pixels, exact known
-pixels in its outputs, and the conformance kit on tiny widths."""
+pixels in its outputs, a generator whose gradient survives outputs far out of range, and the conformance kit on
+tiny widths."""
 
 from __future__ import annotations
 
@@ -60,3 +61,18 @@ def test_the_generator_loss_weighs_holes_and_known_pixels_apart():
         del plugin.generate
     expected = (0.5 - batch["target"]).abs()[batch["mask"].bool().expand_as(batch["target"])].mean()
     assert logs["l1_valid"] == 0 and logs["l1_hole"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_generator_keeps_its_gradient_where_its_output_is_far_out_of_range():
+    """Far below -1 the output is -1 and the L1 gradient still reaches every layer. With the tanh it had, such a
+    generator (where digits training drove it within 100 iterations) got exactly zero gradient and stayed black."""
+    model = ganzoo.create_model("inpaint", data_info=PAIRS, **TINY)
+    generator = model.nets["generator"]
+    with torch.no_grad():
+        generator.decoder[-1].bias.fill_(-50.0)
+    batch = _batch()
+    output = generator(batch["source"], batch["mask"])
+    assert torch.equal(output, torch.full_like(output, -1.0))
+    (output - batch["target"]).abs().mean().backward()
+    assert generator.decoder[-1].bias.grad.item() < 0  # a descent step raises the outputs towards the targets
+    assert generator.encoder[0].conv.weight.grad.abs().sum() > 0

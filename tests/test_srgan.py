@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 import ganzoo
 from ganzoo import UsageError
 from ganzoo.data import resolve_data
+from ganzoo.kit.pairs import clamp_straight_through
 from ganzoo.testing import conformance_tests
 from ganzoo_plugins.srgan.networks import (
     RRDB,
@@ -21,7 +22,6 @@ from ganzoo_plugins.srgan.networks import (
     DenseBlock,
     RRDBGenerator,
     VGGDiscriminator,
-    clamp_straight_through,
     feature_matching,
     vgg19_features,
 )

@@ -4,7 +4,8 @@
   input is valid (a soft, learned form of the partial convolutions' mask update, Liu et al. 2018);
 - `Generator`: the masked image and its mask in, an encoder-decoder of gated convolutions (two stride-2
   downsamplings, dilated gated convolutions at the bottleneck for a receptive field that reaches across holes,
-  nearest-neighbour upsampling), tanh out. One stage: the paper's coarse-to-fine second stage and contextual
+  nearest-neighbour upsampling), a linear last convolution clamped to [-1, 1] with a straight-through gradient
+  (`ganzoo.kit.pairs.clamp_straight_through`). One stage: the paper's coarse-to-fine second stage and contextual
   attention are left out (small images);
 - `Discriminator`: SN-PatchGAN: stride-2 5x5 convolutions with spectral norm over the image joined to its mask,
   one score per patch (hinge loss on every patch); `blocks` from input to output (FreezeD).
@@ -18,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from ganzoo.kit.pairs import clamp_straight_through
 
 
 class GatedConv2d(nn.Module):
@@ -57,7 +60,7 @@ class Generator(nn.Module):
 
     def forward(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = torch.cat([source, mask.to(source.dtype)], dim=1)
-        return torch.tanh(self.decoder(self.bottleneck(self.encoder(x))))
+        return clamp_straight_through(self.decoder(self.bottleneck(self.encoder(x))))
 
 
 class Discriminator(nn.Module):

@@ -3,7 +3,7 @@ optional VGG-19 perceptual loss, built only from weights given as a local safete
 
 - `RRDBGenerator`: a first conv, `blocks` residual-in-residual dense blocks (RRDB) without batch norm, a trunk conv
   with the global skip around them, one or two x2 pixel-shuffle up-samplings, two final convs; the output is
-  clamped to [-1, 1] with a straight-through gradient (`clamp_straight_through`).
+  clamped to [-1, 1] with a straight-through gradient (`ganzoo.kit.pairs.clamp_straight_through`).
 - `VGGDiscriminator`: ESRGAN's VGG-style discriminator without batch norm: stages of a 3x3 stride-1 and a 4x4
   stride-2 conv (LeakyReLU 0.2), widths doubling up to `max_width`, until the map is at most 4 px, then two
   linear layers to one logit. `blocks` (an `nn.ModuleList`) are the stages, for FreezeD and for the features of
@@ -21,15 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganzoo.errors import UsageError
+from ganzoo.kit.pairs import clamp_straight_through
 
 LEAK = 0.2
-
-
-def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:
-    """x clamped to [-1, 1] in the forward pass, the identity in the backward pass: every output (the
-    discriminator's input too) is a valid image, and a pixel beyond the range still gets the L1 gradient that
-    pulls it back (a plain clamp would leave it stuck; a tanh would saturate on flat black or white regions)."""
-    return x + (x.clamp(-1.0, 1.0) - x).detach()
 
 
 def _scaled_kaiming(module: nn.Module, scale: float) -> None:
@@ -285,7 +279,6 @@ __all__ = [
     "RRDBGenerator",
     "VGGDiscriminator",
     "VGGFeatures",
-    "clamp_straight_through",
     "discriminator_stages",
     "feature_matching",
     "perceptual_distance",
