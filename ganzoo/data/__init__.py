@@ -1,6 +1,7 @@
-"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets, `unpaired:...`, `paired:...`, `photos`,
-`SPEC?task=...`) resolved to in-memory datasets."""
+"""Data: spec strings (`mnist-4k`, `folder:PATH`, torchvision sets, `hf:NAME`, `unpaired:...`, `paired:...`,
+`photos`, `SPEC?task=...`) resolved to datasets (in memory, or memory-mapped from the on-disk cache)."""
 
+import ganzoo.data.hf
 import ganzoo.text.corpus  # noqa: F401  (registers text:PATH, tokens:PATH and surnames)
 from ganzoo.data.images import TensorImageDataset, pass_through
 from ganzoo.data.paired import DegradedSource, PairedDataset, PairedFolderSource, PhotosSource

@@ -22,9 +22,10 @@ import multiprocessing
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,9 +67,7 @@ def _decode_rows(target: str, shape: tuple[int, ...], paths: Sequence[str], star
     return ok
 
 
-def _build(
-    directory: Path, root: Path, files: Sequence[Path], resolution: int, channels: int, workers: int
-) -> dict[str, object]:
+def _build(directory: Path, root: Path, files: Sequence[Path], resolution: int, channels: int, workers: int) -> None:
     """Decode `files` into `directory` (images.npy, labels.npy when labelled, meta.json)."""
     from tqdm.auto import tqdm
 
@@ -108,10 +107,45 @@ def _build(
     if classes is not None:
         position = {name: i for i, name in enumerate(classes)}
         np.save(directory / LABELS, np.array([position[f.relative_to(root).parts[0]] for f in kept], dtype=np.int64))
-    meta = {"format": FORMAT, "root": str(root), "count": len(kept), "skipped": [str(f) for f in skipped]}
-    meta["shape"] = [len(kept), *shape[1:]]
-    (directory / META).write_text(json.dumps({**meta, "classes": classes}, indent=2) + "\n", encoding="utf-8")
-    return meta
+    write_meta(directory, (len(kept), *shape[1:]), [str(f) for f in skipped], classes)
+
+
+def cached(cache: Path, key: str, build: Callable[[Path], object]) -> Path:
+    """The cache entry `cache/key`, made by `build(directory)` when missing: built in a temporary directory and
+    renamed into place, so a killed build leaves nothing that looks finished (and a finished one is never redone)."""
+    directory = cache / key
+    if (directory / META).is_file():
+        return directory
+    cache.mkdir(parents=True, exist_ok=True)
+    building = cache / f".{key}.tmp-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    try:
+        build(building)
+        if directory.exists():  # another process finished the same build first
+            shutil.rmtree(building)
+        else:
+            os.replace(building, directory)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return directory
+
+
+def write_meta(directory: Path, shape: Sequence[int], skipped: Sequence[str], classes: Sequence[str] | None) -> None:
+    """An entry's meta.json: the images' shape, what was skipped and the class names."""
+    meta = {"format": FORMAT, "count": shape[0], "shape": list(shape), "skipped": list(skipped), "classes": classes}
+    (directory / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def open_entry(directory: Path) -> tuple[TensorImageDataset, dict[str, Any]]:
+    """A built entry as a dataset over its memory-mapped images (and labels), and its meta.json."""
+    meta = json.loads((directory / META).read_text(encoding="utf-8"))
+    shape = meta["shape"]
+    # shared=False maps the file privately: the pages training reads, never a copy of the file, never written back
+    images = torch.from_file(str(directory / IMAGES), shared=False, size=math.prod(shape), dtype=torch.uint8)
+    labels = torch.from_numpy(np.load(directory / LABELS)) if (directory / LABELS).is_file() else None
+    return TensorImageDataset(images.view(*shape), labels), meta
 
 
 def cached_folder(
@@ -119,23 +153,10 @@ def cached_folder(
 ) -> TensorImageDataset:
     """The images of `files` under `root` at `resolution` and `channels`, from the cache in `cache` (built when
     missing or stale), as a memory-mapped dataset; unreadable files are skipped with one warning."""
+    count = workers or min(8, os.cpu_count() or 1)
     key = folder_key(root, files, resolution, channels)
-    directory = cache / key
-    if not (directory / META).is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        building = cache / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(building, ignore_errors=True)
-        building.mkdir()
-        try:
-            _build(building, root, files, resolution, channels, workers or min(8, os.cpu_count() or 1))
-            if directory.exists():  # another process finished the same build first
-                shutil.rmtree(building)
-            else:
-                os.replace(building, directory)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
-    meta = json.loads((directory / META).read_text(encoding="utf-8"))
+    directory = cached(cache, key, lambda into: _build(into, root, files, resolution, channels, count))
+    dataset, meta = open_entry(directory)
     if meta["skipped"]:
         shown = ", ".join(str(Path(p).relative_to(root)) for p in meta["skipped"][:3])
         warnings.warn(
@@ -143,12 +164,7 @@ def cached_folder(
         )
     if not meta["count"]:
         raise UsageError(f"none of the {len(files)} image files under {root} could be read")
-    shape = meta["shape"]
-    # shared=False maps the file privately: the pages training reads, never a copy of the file, never written back
-    images = torch.from_file(str(directory / IMAGES), shared=False, size=math.prod(shape), dtype=torch.uint8)
-    images = images.view(*shape)
-    labels = torch.from_numpy(np.load(directory / LABELS)) if (directory / LABELS).is_file() else None
-    return TensorImageDataset(images, labels)
+    return dataset
 
 
-__all__ = ["cached_folder", "folder_key", "in_memory_limit"]
+__all__ = ["cached", "cached_folder", "folder_key", "in_memory_limit", "open_entry", "write_meta"]

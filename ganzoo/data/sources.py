@@ -37,7 +37,7 @@ from ganzoo.plugin import DataInfo
 DEFAULT_DATA = "mnist-4k"
 
 
-SELECTION_KEYS = ("split", "classes", "n", "seed", "task", "crop", "sigma", "direction")
+SELECTION_KEYS = ("split", "column", "classes", "n", "seed", "task", "crop", "sigma", "direction")
 PAIRING_KEYS = ("task", "crop", "sigma", "direction")  # handled by ganzoo.data.paired.pair_source
 _Reader = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -333,7 +333,8 @@ def _parse_selection(query: str, spec: str) -> dict[str, str]:
         if key not in SELECTION_KEYS or not eq or not value:
             raise UsageError(
                 f"bad selection {item!r} in data spec {spec!r}; accepted: "
-                "split=NAME, classes=5-9 (or 0,2,4), n=COUNT, seed=INT, task=sr2x|sr4x|inpaint|denoise|colorize, "
+                "split=NAME, column=NAME (hf:), classes=5-9 (or 0,2,4), n=COUNT, seed=INT, "
+                "task=sr2x|sr4x|inpaint|denoise|colorize, "
                 "crop=N, sigma=S, direction=a2b|b2a joined by '&'"
             )
         selection[key] = value
@@ -364,6 +365,10 @@ def resolve_data(spec: str | None = None) -> DataSource:
         if not source.splits():
             raise UsageError(f"data spec {base_spec!r} has no splits; 'split=' is accepted by {_split_specs()}")
         source = source.split(selection["split"])
+    if "column" in selection:
+        if not hasattr(source, "with_column"):
+            raise UsageError(f"column= picks the image column of hf: data; {base_spec!r} has no columns")
+        source = source.with_column(selection["column"])
     classes = _parse_classes(selection["classes"], spec) if "classes" in selection else None
     n = _positive_int(selection, "n", spec, 1)
     seed = _positive_int(selection, "seed", spec, 0) or 0
