@@ -80,6 +80,8 @@ def test_each_warning_fires_on_its_trace_once(name, change):
 def test_near_misses_raise_nothing():
     assert warnings_of(trace({"health/diversity": 0.4})) == []  # low but not falling (a data-limited model)
     assert warnings_of(trace({"health/d_auc": 0.999})) == []  # D sure but G's loss not rising
+    critic = {"health/d_auc": 1.0, "loss/generator": lambda i: 14 + 3 * i, "loss/discriminator": lambda i: -20 + i}
+    assert warnings_of(trace(critic)) == []  # a Wasserstein critic (negative loss) separates by design
     assert warnings_of(trace({"health/d_auc": lambda i: 0.85 + 0.07 * (-1) ** i})) == []  # small swings
     assert warnings_of(trace({"health/d_acc_gap": lambda i: 0.7 * (-1) ** i})) == []  # D's bias, not oscillation
 

@@ -82,7 +82,7 @@ class TrainConfig:
     health_every: int = option(
         50, "iterations between health diagnostics (D's AUC and accuracies, diversity, gradient norms); 0: off", min=0
     )
-    health_window: int = option(5, "health: metrics lines a warning must see in a row", min=2)
+    health_window: int = option(3, "health: metrics lines a warning must see in a row", min=2)
     health_diversity: float = option(
         0.5, "health: 'mode collapse suspected' below this diversity (fakes' feature spread over the data's)", min=0
     )

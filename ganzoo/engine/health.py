@@ -135,7 +135,7 @@ def gradient_norm(module: nn.Module, scale: float = 1.0) -> torch.Tensor | None:
 class Thresholds:
     """When each warning fires (the `health_*` fields of `TrainConfig`)."""
 
-    window: int = 5
+    window: int = 3
     diversity: float = 0.5
     d_auc: float = 0.99
     g_grad: float = 1e-3
@@ -205,10 +205,16 @@ class HealthRules:
             return f"diversity {diversity[-1]:.3g} of the data's, falling"
         return None
 
+    def _d_loss(self) -> list[float] | None:
+        keys = [k for k in self.history[-1] if k.startswith("loss/") and "gen" not in k]
+        return self._series(keys[0]) if keys else None
+
     def _d_wins(self) -> str | None:
-        auc, g_loss = self._series("health/d_auc"), self._g_loss()
+        auc, g_loss, d_loss = self._series("health/d_auc"), self._g_loss(), self._d_loss()
         t = self.thresholds
-        if auc and min(auc) > t.d_auc and g_loss and g_loss[-1] > g_loss[0]:
+        # A Wasserstein critic (its loss goes negative) separates real from fake by design: AUC 1 on healthy runs
+        wasserstein = d_loss is not None and min(d_loss) < 0
+        if auc and min(auc) > t.d_auc and g_loss and g_loss[-1] > g_loss[0] and not wasserstein:
             return f"D AUC above {t.d_auc:g} for {t.window} lines, G loss {g_loss[0]:.3g} -> {g_loss[-1]:.3g}"
         return None
 
