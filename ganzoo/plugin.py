@@ -206,6 +206,9 @@ class GANPlugin:
     grid_columns: ClassVar[int | None] = None
     """Images per row of sample grids when the samples come in groups (e.g. input, translation, reconstruction);
     None: a square grid."""
+    finetune_defaults: ClassVar[Mapping[str, Any]] = {}
+    """`--set`-style keys (TrainConfig fields or training settings of the Config) that `ganzoo finetune` applies
+    before the user's own: the plugin's fine-tuning recipe (dcgan: FreezeD on 1 block, benchmarks/RESULTS.md)."""
     reference_recipe: ClassVar[Recipe | None] = None
     """What `ganzoo zoo build` trains as this plugin's pretrained model (None: the plugin has no zoo entry)."""
     style_mixing: ClassVar[bool] = False

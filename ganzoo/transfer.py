@@ -17,6 +17,8 @@ start from the source's weights with fresh optimizers, plus the notes a user sho
 - data at another resolution (or channel count) than the model's is converted to the model's, with a note;
 - text is read with the source's vocabulary and sample length (`ganzoo.text.corpus.VocabularySource`): tokens the
   vocabulary lacks are read as unk, and one warning counts them; longer samples are cut, as in training;
+- the plugin's `finetune_defaults` (its fine-tuning recipe, e.g. dcgan's FreezeD on 1 block) come first, and
+  `overrides` over them;
 - FreezeD: a note says how many discriminator blocks (and parameters) the run freezes;
 - the source's Hub repo id and resolved commit go to the run's config.json as `base_model`, which
   `save_pretrained` and `push_to_hub` carry into the model card.
@@ -272,7 +274,8 @@ def prepare_finetune(
 
     model = source if isinstance(source, GANModel) else load_pretrained(source)
     plugin = model.plugin
-    model_overrides, train_overrides = split_overrides(plugin, dict(overrides or {}))
+    chosen = {**plugin.finetune_defaults, **dict(overrides or {})}  # the plugin's recipe, then the user's keys
+    model_overrides, train_overrides = split_overrides(plugin, chosen)
     _check_architecture(model, model_overrides)
 
     data_source = data if isinstance(data, DataSource) else resolve_data(data)

@@ -153,7 +153,11 @@ def test_the_run_starts_from_the_source_weights_ema_included(dcgan_run, tmp_path
     assert result.step == 1 and not torch.equal(
         result.model.nets["generator"].project.weight, source.nets["generator"].project.weight
     )  # fresh optimizers at the source's learning rates: it trains
-    assert plan.base_model == {"path": str(dcgan_run.resolve()), "step": 2} and plan.notes == []
+    assert plan.base_model == {"path": str(dcgan_run.resolve()), "step": 2}
+    # dcgan's fine-tuning recipe (its finetune_defaults) freezes D's first block; --set freeze_d=0 turns it off
+    assert plan.notes == ["freeze-d: froze the first 1 of 3 discriminator blocks (68 parameters)"]
+    assert plan.trainer.train_config.freeze_d == 1
+    assert prepare_finetune(dcgan_run, "mnist-4k?n=16", {"freeze_d": 0}).trainer.train_config.freeze_d == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["base_model"] == plan.base_model
 
 
@@ -364,7 +368,7 @@ def test_data_at_another_resolution_is_resized_and_said(dcgan_run, tmp_path):
     plan = prepare_finetune(
         dcgan_run, TensorImageSource("rgb-32", read, info), {**QUIET, "steps": 1}, out=tmp_path / "rgb"
     )
-    assert plan.notes == [
+    assert plan.notes[:2] == [
         "the images of rgb-32 (32 px) are resized to the model's 28 px",
         "the images of rgb-32 (3 channels) are converted to the model's 1",
     ]

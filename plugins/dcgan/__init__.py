@@ -9,7 +9,7 @@ imported when the model is built.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from ganzoo import DataInfo, option
 from ganzoo.kit import ImageGAN, digits_recipe, latent
@@ -39,6 +39,7 @@ class DCGAN(ImageGAN):
     version = "1.0.0"
     Config = DCGANConfig
     reference_recipe = digits_recipe("dcgan-mnist", 2000)
+    finetune_defaults: ClassVar[dict[str, Any]] = {"freeze_d": 1}  # benchmarks/RESULTS.md, "transfer: what it shows"
     resolutions = RESOLUTIONS
 
     def build(self, config: DCGANConfig, data_info: DataInfo) -> dict[str, Any]:
