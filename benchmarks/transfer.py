@@ -1,146 +1,428 @@
-"""Low-data transfer on the embedded digits: fine-tuning (with FreezeD and DiffAugment) versus training from
-scratch on 100 images, scored by FID with the `digits` features.
+"""Does fine-tuning pay off? Held-out FID/KID against iterations, fine-tuning versus training from scratch.
 
-A DCGAN is pre-trained on digits 0-4 (`mnist-4k?classes=0-4`, all 2,000), then each variant trains for the same
-number of iterations on 100 training digits of classes 5-9 (`mnist-4k?split=train&classes=5-9&n=100`):
-scratch, scratch + DiffAugment, fine-tune, fine-tune + FreezeD, fine-tune + FreezeD + DiffAugment. Their EMA
-generators draw `--n` samples, scored against the 500 held-out digits 5-9 (`mnist-4k?split=test&classes=5-9`).
-Beside them: the 100 training images themselves (what memorising them would score) and the pre-trained model
-before fine-tuning. Medians over seeds. Writes the "transfer" section of benchmarks/RESULTS.md with --write.
+Target sets (`dcgan` at 28 px by default):
 
-    python benchmarks/transfer.py [--pretrain-steps 2000] [--steps 1000] [--seeds 0,1] [--freeze-d 1] [--n 2000]
-                                  [--plugin dcgan] [--write]
+- `5-9x10`, `5-9x100`, `5-9x1000`: 10, 100 or 1,000 training digits 5-9
+  (`mnist-4k?split=train&classes=5-9&n=N&seed=SEED`), fine-tuned from a model pre-trained on digits 0-4
+  (`mnist-4k?classes=0-4`); held out: the 500 digits of `mnist-4k?split=test&classes=5-9`;
+- `uci-100`: a cross-domain case, 100 of the 8x8 UCI digits upscaled to 28 px (`uci-digits-8x8?split=train&n=100`,
+  registered here from `ganzoo.data.unpaired.uci_digits_source`), fine-tuned from a model pre-trained on all the
+  MNIST digits (`mnist-4k`); held out: the 500 UCI digits of `uci-digits-8x8?split=test`.
+
+Methods: scratch, scratch + DiffAugment, fine-tune, fine-tune + DiffAugment, fine-tune + FreezeD (first
+discriminator block), fine-tune + ADA (`augment=ada`), and fine-tune with `RECIPE` (found by `--search`). Each run
+is one training run whose EMA generator is scored (`--n` samples, `digits` features, FID and KID) at every
+iteration of `--evals`; fine-tuning runs also score the source itself (iteration 0). The subset of training images
+follows the seed, so the spread over seeds covers both. From the median curves: the iterations each method needs to
+reach scratch's best FID (the speed-up) and each method's best FID. `--search` also runs the candidate recipes of
+`SEARCH` (all, or those named) on the targets.
+
+Each source is pre-trained once and kept under `--work` (default: a folder in the system's temp directory), and so
+is every run's curve (keyed by its settings), so a rerun or a run with more seeds reuses them. `--write` renders
+every run cached under `--work` with the current `--plugin`, `--evals`, `--n`, `--pretrain-steps` and
+`--precision` (runs of separate invocations combine) into the "transfer" sections of benchmarks/RESULTS.md.
+
+    python benchmarks/transfer.py [--targets 5-9x10,5-9x100,5-9x1000,uci-100] [--methods all] [--seeds 0,1,2]
+                                  [--evals 50,100,250,500,1000,2000] [--pretrain-steps 2000] [--n 2000]
+                                  [--search [NAMES]] [--work DIR] [--threads 1] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import platform
+import shutil
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import ganzoo
+from ganzoo.data import register_data
+from ganzoo.data.unpaired import uci_digits_source
+from ganzoo.engine.trainer import split_overrides
 from ganzoo.metrics import stats
 from ganzoo.metrics.evaluation import evaluate
-from ganzoo.metrics.features import get_features
+from ganzoo.metrics.features import FeatureExtractor, get_features
 from ganzoo.metrics.reference import reference_features
+from ganzoo.registry import get_plugin
 from ganzoo.transfer import prepare_finetune
 
-PRETRAIN = "mnist-4k?classes=0-4"
-FEW = "mnist-4k?split=train&classes=5-9&n=100"
-HELD_OUT = "mnist-4k?split=test&classes=5-9"
+UCI = "uci-digits-8x8"
+register_data(UCI, uci_digits_source)
+RESOLUTION = 28
 POLICY = "color,translation,cutout"
-VARIANTS = (  # name, start from the pre-trained model, FreezeD, DiffAugment
-    ("scratch", False, False, False),
-    ("scratch + DiffAugment", False, False, True),
-    ("fine-tune", True, False, False),
-    ("fine-tune + FreezeD", True, True, False),
-    ("fine-tune + FreezeD + DiffAugment", True, True, True),
-)
+FREEZE_D = 1
 
 
-def quiet(steps: int, seed: int, precision: str) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A target set: its training spec (`{seed}` is the run's seed), held-out spec, the source's spec and the
+    batch size (None: the plugin's; a batch cannot hold more images than the set has)."""
+
+    name: str
+    train: str
+    held_out: str
+    source: str
+    batch: int | None = None
+
+    def data(self, seed: int) -> str:
+        return self.train.format(seed=seed)
+
+
+DIGITS_0_4, DIGITS_5_9 = "mnist-4k?classes=0-4", "mnist-4k?split=test&classes=5-9"
+TARGETS = {
+    target.name: target
+    for target in (
+        *(
+            Target(f"5-9x{n}", f"mnist-4k?split=train&classes=5-9&n={n}&seed={{seed}}", DIGITS_5_9, DIGITS_0_4, batch)
+            for n, batch in ((10, 10), (100, None), (1000, None))
+        ),
+        Target("uci-100", f"{UCI}?split=train&n=100&seed={{seed}}", f"{UCI}?split=test", "mnist-4k"),
+    )
+}
+RECIPE: dict[str, Any] = {"freeze_d": 1}  # the most robust of the search (RESULTS.md, "transfer")
+Method = tuple[bool, dict[str, Any]]
+METHODS: dict[str, Method] = {  # name: (start from the source, overrides)
+    "scratch": (False, {}),
+    "scratch + DiffAugment": (False, {"diffaugment": POLICY}),
+    "fine-tune": (True, {}),
+    "fine-tune + DiffAugment": (True, {"diffaugment": POLICY}),
+    "fine-tune + FreezeD": (True, {"freeze_d": FREEZE_D}),
+    "fine-tune + ADA": (True, {"augment": "ada"}),
+    "fine-tune, recipe": (True, RECIPE),
+}
+SEARCH: dict[str, dict[str, Any]] = {  # candidate fine-tuning recipes (dcgan's defaults: lr 1.6e-3, EMA 0.999)
+    "lr 4e-4": {"lr_g": 4e-4, "lr_d": 4e-4},
+    "lr 2e-4": {"lr_g": 2e-4, "lr_d": 2e-4},
+    "lr 1e-4": {"lr_g": 1e-4, "lr_d": 1e-4},
+    "lr 3.2e-3": {"lr_g": 3.2e-3, "lr_d": 3.2e-3},
+    "lr_d 4e-4": {"lr_d": 4e-4},
+    "FreezeD 2": {"freeze_d": 2},
+    "EMA 0.99": {"ema_decay": 0.99},
+    "EMA carried from the source (no warm-up)": {"ema_warmup_power": 0},
+    "lr 3.2e-3 + DiffAugment": {"lr_g": 3.2e-3, "lr_d": 3.2e-3, "diffaugment": POLICY},
+    "lr 3.2e-3 + linear decay": {"lr_g": 3.2e-3, "lr_d": 3.2e-3, "lr_schedule": "linear-decay"},
+    "FreezeD 1 + EMA 0.99": {"freeze_d": 1, "ema_decay": 0.99},
+    "FreezeD 1 + ADA": {"freeze_d": 1, "augment": "ada"},
+}
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What makes two runs comparable (and their cached curves reusable)."""
+    return {
+        "plugin": args.plugin,
+        "evals": args.evals,
+        "n": args.n,
+        "pretrain_steps": args.pretrain_steps,
+        "precision": args.precision,
+    }
+
+
+def quiet(steps: int, seed: int, precision: str) -> dict[str, Any]:
     return {
         "steps": steps,
         "seed": seed,
         "precision": precision,
         "progress": False,
         "tensorboard": False,
+        "log_every": steps,
         "checkpoint_every": steps,
         "sample_every": steps,
     }
 
 
-def run_variant(args: argparse.Namespace, source: Path, variant: tuple, seed: int, extractor, tmp: Path) -> dict:
-    name, finetune, freeze, augment = variant
-    train = quiet(args.steps, seed, args.precision)
-    train.update(freeze_d=args.freeze_d if freeze else 0, diffaugment=POLICY if augment else "")
-    out = tmp / f"{name.replace(' ', '')}-{seed}"
+def pretrained(args: argparse.Namespace, spec: str) -> Path:
+    """The run directory of `spec`'s source model under --work, trained there first if it is not yet."""
+    slug = hashlib.sha256(json.dumps([args.plugin, spec, args.pretrain_steps, args.precision]).encode()).hexdigest()
+    run_dir = args.work / "sources" / slug[:16]
+    done = run_dir / "done.json"
+    if not done.is_file():
+        shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted pre-training starts over
+        start = time.perf_counter()
+        train = quiet(args.pretrain_steps, 0, args.precision)
+        ganzoo.Trainer(args.plugin, {"resolution": RESOLUTION}, train, data=spec, out=run_dir).fit()
+        record = {"spec": spec, "steps": args.pretrain_steps, "train_s": round(time.perf_counter() - start, 1)}
+        done.write_text(json.dumps(record), encoding="utf-8")
+        print(json.dumps({"pre-trained": record}), flush=True)
+    return run_dir
+
+
+def score(
+    model: ganzoo.GANModel, target: Target, args: argparse.Namespace, seed: int, extractor: FeatureExtractor
+) -> dict[str, float]:
+    scores = evaluate(model, target.held_out, "fid,kid", extractor, n=args.n, seed=seed)
+    return {"fid": scores["fid"], "kid": scores["kid_mean"]}
+
+
+def memorised(target: Target, seed: int, extractor: FeatureExtractor) -> float:
+    """FID of the training images themselves against the held-out ones (what memorising them scores)."""
+    few = reference_features(target.data(seed), extractor, RESOLUTION, 1)
+    return stats.frechet_distance_of(few, reference_features(target.held_out, extractor, RESOLUTION, 1))
+
+
+def run(
+    args: argparse.Namespace,
+    target: Target,
+    method: str,
+    finetune: bool,
+    overrides: Mapping[str, Any],
+    seed: int,
+    extractor: FeatureExtractor,
+) -> dict[str, Any]:
+    """One training run scored at every --evals iteration; cached under --work by its settings."""
+    key = {**settings(args), "data": target.data(seed), "held_out": target.held_out, "seed": seed}
+    key.update(source=target.source if finetune else None, overrides=dict(overrides))
+    path = args.work / "runs" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    steps = max(args.evals)
+    curve: list[dict[str, float]] = []
+
+    def at_step(trainer: ganzoo.Trainer, step: int) -> None:
+        if step in args.evals:
+            curve.append({"step": step, **score(trainer.model, target, args, seed, extractor)})
+
+    model_overrides, train_overrides = split_overrides(get_plugin(args.plugin), overrides)
+    train = {**quiet(steps, seed, args.precision), **train_overrides}
+    if target.batch is not None:
+        train["batch_size"] = target.batch
     start = time.perf_counter()
-    if finetune:
-        result = prepare_finetune(source, FEW, train, out=out).trainer.fit()
-    else:
-        result = ganzoo.Trainer(args.plugin, train=train, data=FEW, out=out).fit()
-    seconds = time.perf_counter() - start
-    scores = evaluate(result.model, HELD_OUT, "fid,kid", extractor, n=args.n, seed=seed)
-    return {
-        "variant": name,
-        "seed": seed,
-        "train_s": round(seconds, 1),
-        "fid": scores["fid"],
-        "kid": scores["kid_mean"],
+    with tempfile.TemporaryDirectory() as tmp:
+        if finetune:
+            source = ganzoo.load_pretrained(pretrained(args, target.source))
+            curve.append({"step": 0, **score(source, target, args, seed, extractor)})
+            start = time.perf_counter()
+            overrides = {**model_overrides, **train}
+            prepare_finetune(source, target.data(seed), overrides, Path(tmp), [at_step]).trainer.fit()
+        else:
+            config = {"resolution": RESOLUTION, **model_overrides}
+            ganzoo.Trainer(args.plugin, config, train, data=target.data(seed), out=tmp, callbacks=[at_step]).fit()
+    record = {
+        **key,
+        "target": target.name,
+        "method": method,
+        "train_s": round(time.perf_counter() - start, 1),  # evaluations included
+        "memorised": memorised(target, seed, extractor),
+        "curve": curve,
+        "command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]),
+        "threads": torch.get_num_threads(),
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return record
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def cached(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every run under --work with the current settings."""
+    wanted = settings(args)
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((args.work / "runs").glob("*.json"))]
+    return [r for r in records if all(r[k] == v for k, v in wanted.items())]
+
+
+@dataclasses.dataclass
+class Curve:
+    """A method's runs on one target: per-step median FID and KID, the per-seed FIDs and the seeds."""
+
+    fid: dict[int, float]
+    kid: dict[int, float]
+    per_seed: dict[int, list[float]]
+    seeds: list[int]
+    train_s: float
+
+    @classmethod
+    def of(cls, runs: list[dict[str, Any]]) -> Curve:
+        steps = sorted({point["step"] for run in runs for point in run["curve"]})
+        per_seed = {s: [p["fid"] for run in runs for p in run["curve"] if p["step"] == s] for s in steps}
+        kids = {s: [p["kid"] for run in runs for p in run["curve"] if p["step"] == s] for s in steps}
+        return cls(
+            fid={s: statistics.median(v) for s, v in per_seed.items()},
+            kid={s: statistics.median(v) for s, v in kids.items()},
+            per_seed=per_seed,
+            seeds=sorted(run["seed"] for run in runs),
+            train_s=statistics.median(run["train_s"] for run in runs),
+        )
+
+    def best(self) -> tuple[int, float]:
+        """The iteration of the lowest median FID (the source itself, iteration 0, excluded) and that FID."""
+        step = min((s for s in self.fid if s > 0), key=lambda s: self.fid[s])
+        return step, self.fid[step]
+
+    def reaches(self, fid: float) -> int | None:
+        """The first evaluated iteration (after 0) whose median FID is at most `fid`; None if none is."""
+        return next((s for s in sorted(self.fid) if s > 0 and self.fid[s] <= fid), None)
+
+
+def curves(records: list[dict[str, Any]], methods: Mapping[str, Method]) -> dict[tuple[str, str], Curve]:
+    """The curve of every method (matched by its settings, not its name, the first name of the same settings) on
+    every target with runs."""
+    found, seen = {}, set()
+    for target in TARGETS:
+        for method, (finetune, overrides) in methods.items():
+            if (target, finetune, json.dumps(overrides, sort_keys=True)) in seen:
+                continue  # e.g. the recipe when it is one of the methods: one row
+            seen.add((target, finetune, json.dumps(overrides, sort_keys=True)))
+            runs = [
+                r
+                for r in records
+                if r["target"] == target and (r["source"] is not None) == finetune and r["overrides"] == overrides
+            ]
+            if runs:
+                found[target, method] = Curve.of(runs)
+    return found
+
+
+def curve_table(found: dict[tuple[str, str], Curve], evals: list[int], kid: bool = False) -> list[str]:
+    """Rows of target, method, seeds and the median FID (or KID x 1e3) at each iteration, with the seeds' range."""
+    columns = [0, *evals]
+    lines = [
+        "| target | method | seeds | " + " | ".join(f"@{s}" for s in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for (target, method), curve in found.items():
+        cells = []
+        for step in columns:
+            if step not in curve.fid:
+                cells.append("-")
+            elif kid:
+                cells.append(f"{1e3 * curve.kid[step]:.1f}")
+            else:
+                spread = curve.per_seed[step]
+                cells.append(
+                    f"{curve.fid[step]:.2f}" + (f" ({min(spread):.2f}-{max(spread):.2f})" if len(spread) > 1 else "")
+                )
+        seeds = ",".join(map(str, curve.seeds))
+        lines.append(f"| {target} | {method} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def speedup_table(found: dict[tuple[str, str], Curve], records: list[dict[str, Any]]) -> list[str]:
+    """Per target and method: the iterations to reach scratch's best FID, that as a fraction of scratch's, and
+    the method's best FID against scratch's."""
+    lines = [
+        "| target | memorised FID | method | iterations to scratch's best | fraction of scratch's | best FID (at) "
+        "| vs scratch's best | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for target in TARGETS:
+        if (target, "scratch") not in found:
+            continue
+        scratch_step, scratch_fid = found[target, "scratch"].best()
+        memo = statistics.median(r["memorised"] for r in records if r["target"] == target)
+        for (name, method), curve in found.items():
+            if name != target:
+                continue
+            step, fid = curve.best()
+            reach = curve.reaches(scratch_fid)
+            fraction = "-" if reach is None else f"{reach / scratch_step:.2f}"
+            lines.append(
+                f"| {target} | {memo:.2f} | {method} | {'not reached' if reach is None else reach} | {fraction} "
+                f"| {fid:.2f} ({step}) | {fid / scratch_fid - 1:+.0%} | {curve.train_s:.0f} |"
+            )
+    return lines
+
+
+def write_results(args: argparse.Namespace) -> None:
+    from results import write_section
+
+    records = cached(args)
+    commands = sorted({r["command"] for r in records})
+    threads = sorted({r["threads"] for r in records})
+    intro = (
+        f"machine: {platform.machine()}, 2 cores shared with other jobs, "
+        f"{'/'.join(map(str, threads))} torch thread(s), one benchmark process at a time, torch {torch.__version__}. "
+        f"`{args.plugin}` at {RESOLUTION} px with its defaults, precision `{args.precision}`; batch 10 (all the "
+        "images) on `5-9x10`, the default elsewhere; "
+        f"sources pre-trained {args.pretrain_steps} iterations (`{DIGITS_0_4}` for the 5-9 "
+        f"targets, `mnist-4k` for `uci-100`). FID and KID of {args.n} EMA samples against the held-out images "
+        f"(`{DIGITS_5_9}`: 500 digits; `{UCI}?split=test`: 500 UCI digits at {RESOLUTION} px), `digits` features, "
+        "at each iteration of one run per method and seed; @0 is the source itself. The training subset follows "
+        f"the seed. DiffAugment `{POLICY}`; FreezeD freezes the first {FREEZE_D} discriminator "
+        f"block(s); ADA at its defaults; recipe `{json.dumps(RECIPE)}` (a row of its own unless it is one of the "
+        "methods). Medians over the seeds listed, the seeds' range in "
+        "brackets. The commands above ran these runs; `--write` rendered them from the cache."
+    )
+    found = curves(records, METHODS)
+    body = [
+        intro,
+        "",
+        "Held-out FID against iterations:",
+        "",
+        *curve_table(found, args.evals),
+        "",
+        "Held-out KID x 1e3 against iterations (medians):",
+        "",
+        *curve_table(found, args.evals, kid=True),
+        "",
+        "The speed-up: the first evaluated iteration at which each method's median FID is at most scratch's best "
+        "(median curve), and that as a fraction of the iterations scratch took to its best; memorised FID: the "
+        "training images themselves against the held-out ones; train s: median wall time of a run, evaluations "
+        "included (the machine's load varies):",
+        "",
+        *speedup_table(found, records),
+    ]
+    write_section("transfer: does fine-tuning pay off? (dcgan, digits)", "`, `".join(commands), "\n".join(body))
+    candidates = {name: (True, overrides) for name, overrides in SEARCH.items()}
+    references = {name: METHODS[name] for name in ("scratch", "fine-tune", "fine-tune, recipe")}
+    searched = curves(records, {**references, **candidates})
+    if any(method in SEARCH for _, method in searched):
+        body = [
+            "Candidate fine-tuning recipes (`SEARCH` in benchmarks/transfer.py: overrides of dcgan's config and "
+            "TrainConfig on top of `ganzoo finetune`'s defaults), run with the settings above; scratch, plain "
+            "fine-tune and the recipe for reference. "
+            + "; ".join(f"{name}: `{json.dumps(overrides)}`" for name, overrides in SEARCH.items())
+            + ".",
+            "",
+            *curve_table(searched, args.evals),
+            "",
+            *speedup_table(searched, records),
+        ]
+        write_section("transfer: fine-tuning recipe search (dcgan, digits)", "`, `".join(commands), "\n".join(body))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plugin", default="dcgan")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated: {', '.join(TARGETS)}")
+    parser.add_argument("--methods", default="all", help=f"comma-separated: {', '.join(METHODS)}; or all")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--evals", default="50,100,250,500,1000,2000", help="iterations to score; the last ends")
     parser.add_argument("--pretrain-steps", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=1000, help="iterations of every variant")
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--freeze-d", type=int, default=1, help="discriminator blocks FreezeD keeps")
     parser.add_argument("--n", type=int, default=2000, help="generated samples per score")
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
-    args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    extractor = get_features("digits")
-    few = reference_features(FEW, extractor, 28, 1)
-    memorised = stats.frechet_distance_of(few, reference_features(HELD_OUT, extractor, 28, 1))
-    print(json.dumps({"the 100 training images": memorised}), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        train = quiet(args.pretrain_steps, 0, args.precision)
-        pretrained = ganzoo.Trainer(args.plugin, train=train, data=PRETRAIN, out=Path(tmp) / "pretrain").fit()
-        pretrain_s = time.perf_counter() - start
-        before = evaluate(pretrained.model, HELD_OUT, "fid", extractor, n=args.n, seed=0)["fid"]
-        print(json.dumps({"pre-trained on 0-4, before fine-tuning": before, "train_s": round(pretrain_s)}), flush=True)
-        rows = []
-        for variant in VARIANTS:
-            for seed in seeds:
-                rows.append(run_variant(args, pretrained.run_dir, variant, seed, extractor, Path(tmp)))
-                print(json.dumps(rows[-1]), flush=True)
-    if args.write:
-        write_results(args, rows, memorised, before, pretrain_s)
-
-
-def write_results(
-    args: argparse.Namespace, rows: list[dict], memorised: float, before: float, pretrain_s: float
-) -> None:
-    from results import write_section
-
-    lines = [
-        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}. `{args.plugin}` "
-        f"with its defaults, precision `{args.precision}`. Pre-trained for {args.pretrain_steps} iterations on "
-        f"`{PRETRAIN}` ({pretrain_s:.0f} s); every variant then trains {args.steps} iterations on `{FEW}`; FreezeD "
-        f"keeps {args.freeze_d} discriminator block(s); DiffAugment `{POLICY}`. FID and KID (x 1e3) of {args.n} EMA "
-        f"samples against the 500 held-out digits of `{HELD_OUT}`, `digits` features; medians over seeds "
-        f"{args.seeds}, per-seed FID in brackets. Published anchors (100-shot Obama / Panda, StyleGAN2, Inception "
-        "FID; not comparable in scale): DiffAugment 80.2 -> 46.9 and 34.3 -> 12.1 (Zhao et al. 2020); FreezeD "
-        "fine-tuning 41.9 / 17.9.",
-        "",
-        "| variant | FID | KID x1e3 | train wall time (s) |",
-        "|---|---|---|---|",
-        f"| the 100 training images themselves | {memorised:.3f} | | |",
-        f"| pre-trained on 0-4, not fine-tuned | {before:.3f} | | |",
-    ]
-    for name, *_ in VARIANTS:
-        mine = [row for row in rows if row["variant"] == name]
-        per_seed = ", ".join(f"{row['fid']:.2f}" for row in mine)
-        fid = statistics.median(row["fid"] for row in mine)
-        kid = statistics.median(row["kid"] for row in mine)
-        seconds = statistics.median(row["train_s"] for row in mine)
-        lines.append(f"| {name} | {fid:.3f} ({per_seed}) | {1e3 * kid:.2f} | {seconds:.0f} |")
-    command = (
-        f"python benchmarks/transfer.py --plugin {args.plugin} --pretrain-steps {args.pretrain_steps} "
-        f"--steps {args.steps} --seeds {args.seeds} --freeze-d {args.freeze_d} --n {args.n} --write"
+    parser.add_argument(
+        "--search", nargs="?", const="all", help=f"also run candidate recipes, comma-separated: {', '.join(SEARCH)}"
     )
-    write_section("transfer: 100 digits 5-9, fine-tuned from digits 0-4", command, "\n".join(lines))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ganzoo-transfer")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--write", action="store_true", help="render the RESULTS.md sections from the cache")
+    args = parser.parse_args()
+    args.evals = sorted(int(s) for s in args.evals.split(","))
+    torch.set_num_threads(args.threads)
+    extractor = get_features("digits")
+    methods = {k: v for k, v in METHODS.items() if args.methods == "all" or k in args.methods.split(",")}
+    if args.search:
+        chosen = SEARCH if args.search == "all" else {name: SEARCH[name] for name in args.search.split(",")}
+        methods.update({name: (True, dict(overrides)) for name, overrides in chosen.items()})
+    for seed in (int(s) for s in args.seeds.split(",") if s):
+        for target in (TARGETS[t] for t in args.targets.split(",") if t):
+            for method, (finetune, overrides) in methods.items():
+                record = run(args, target, method, finetune, overrides, seed, extractor)
+                best = min(record["curve"][1 if finetune else 0 :], key=lambda p: p["fid"])
+                print(json.dumps({"target": target.name, "method": method, "seed": seed, "best": best}), flush=True)
+    if args.write:
+        write_results(args)
 
 
 if __name__ == "__main__":
