@@ -692,7 +692,8 @@ def zoo_build(
     tables them. An interrupted build resumes from its run in OUT/runs/<model>. --steps and --set make variants,
     and their cards say so."""
     from ganzoo.config import parse_set_options
-    from ganzoo.zoo import SCORE_KEYS, TABLE_FILE, build
+    from ganzoo.metrics.evaluation import SCORE_KEYS
+    from ganzoo.zoo import TABLE_FILE, build
 
     def said(model: Any) -> None:
         scores = ", ".join(f"{k} {model.scores[k]:.4g}" for k in SCORE_KEYS if k in model.scores)

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ganzoo.errors import UsageError
+from ganzoo.metrics.evaluation import SCORE_KEYS
 
 SAMPLE_STRIP = 8
 """Sample grids shown per run, evenly spaced over its steps (the first and the last always)."""
 _STEP = re.compile(r"^step-(\d+)\.(png|jpg|jpeg|webp|txt)$")
 _NOT_CURVES = {"step", "epoch"}
-_SCORES = ("fid", "kid_mean", "precision", "recall", "accuracy", "psnr", "ssim", "bleu4", "self_bleu4")
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ def curve_groups(runs: Sequence[RunRecord]) -> dict[str, list[str]]:
 
 
 def _evaluation_curves(runs: Sequence[RunRecord]) -> list[str]:
-    return [k for k in _SCORES if any(k in e for run in runs for e in run.evaluations)]
+    return [k for k in SCORE_KEYS if any(k in e for run in runs for e in run.evaluations)]
 
 
 def _figure_png(figure: Any) -> bytes:
@@ -188,7 +188,7 @@ def final_scores(run: RunRecord) -> dict[str, Any]:
     """The run's last step and its latest evaluation's scores."""
     last = run.metrics[-1]["step"] if run.metrics else None
     latest = max(run.evaluations, key=lambda e: e["step"], default={})
-    return {"step": last, **{k: latest[k] for k in _SCORES if isinstance(latest.get(k), (int, float))}}
+    return {"step": last, **{k: latest[k] for k in SCORE_KEYS if isinstance(latest.get(k), (int, float))}}
 
 
 def _format(value: Any) -> str:
@@ -197,7 +197,7 @@ def _format(value: Any) -> str:
 
 def _scores_table(runs: Sequence[RunRecord]) -> str:
     finals = [final_scores(run) for run in runs]
-    keys = ["step", *[k for k in _SCORES if any(k in f for f in finals)]]
+    keys = ["step", *[k for k in SCORE_KEYS if any(k in f for f in finals)]]
     head = "".join(f"<th>{k}</th>" for k in ["run", "plugin", *keys])
     rows = []
     for run, final in zip(runs, finals, strict=True):

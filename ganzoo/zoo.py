@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ganzoo.errors import UsageError
+from ganzoo.metrics.evaluation import SCORE_KEYS
 from ganzoo.plugin import GANPlugin, Recipe
 
 TABLE_FILE = "zoo.md"
 RUNS = "runs"
-SCORE_KEYS = ("fid", "kid_mean", "precision", "recall", "accuracy", "psnr", "ssim", "bleu4", "self_bleu4")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -173,8 +173,9 @@ class HealthRules:
             return None
         return [line[key] for line in lines]
 
-    def _g_loss(self) -> list[float] | None:
-        keys = [k for k in self.history[-1] if k.startswith("loss/") and "gen" in k]
+    def _loss(self, generator: bool) -> list[float] | None:
+        """The window of the generator's (or the discriminator's) first logged loss."""
+        keys = [k for k in self.history[-1] if k.startswith("loss/") and ("gen" in k) == generator]
         return self._series(keys[0]) if keys else None
 
     def observe(self, step: int, values: Mapping[str, Any]) -> list[HealthWarning]:
@@ -205,12 +206,8 @@ class HealthRules:
             return f"diversity {diversity[-1]:.3g} of the data's, falling"
         return None
 
-    def _d_loss(self) -> list[float] | None:
-        keys = [k for k in self.history[-1] if k.startswith("loss/") and "gen" not in k]
-        return self._series(keys[0]) if keys else None
-
     def _d_wins(self) -> str | None:
-        auc, g_loss, d_loss = self._series("health/d_auc"), self._g_loss(), self._d_loss()
+        auc, g_loss, d_loss = self._series("health/d_auc"), self._loss(True), self._loss(False)
         t = self.thresholds
         # A Wasserstein critic (its loss goes negative) separates real from fake by design: AUC 1 on healthy runs
         wasserstein = d_loss is not None and min(d_loss) < 0

@@ -683,6 +683,11 @@ class Trainer:
                 f"rollback {len(self._rollbacks)} of at most {tc.max_rollbacks}: {error}; back to step {self.step} "
                 f"with the learning rates x{run.lr_scale:g} and a re-seeded data order"
             )
+        self._replay_health(run)
+
+    def _replay_health(self, run: _Run) -> None:
+        """Rules that have read the run's metrics.jsonl so far (resumed or rolled back: the lines up to its step),
+        and health.json rewritten to their warnings (dropping any of steps after it)."""
         if run.rules is not None and run.dist.is_main:
             run.rules = HealthRules(run.rules.thresholds, run.rules.generator_roles)
             run.rules.replay(read_metrics(self.run_dir))
@@ -694,9 +699,8 @@ class Trainer:
         if run.dist.is_main:
             logger = RunLogger(self.run_dir, run.total_steps, self.step, tc.progress, tc.tensorboard)
         window = _Window(run.device)
-        if self.step > 0 and run.rules is not None and run.dist.is_main:  # resumed: the rules read the past again
-            run.rules.replay(read_metrics(self.run_dir))
-            write_health(self.run_dir, run.rules.warnings)  # (drops warnings of steps after the checkpoint)
+        if self.step > 0:  # resumed: the rules read the run's past again
+            self._replay_health(run)
         pending: list[tuple[int, str, torch.Tensor]] = []  # losses not yet checked for NaN/inf
         check_every = 1 if run.device.type == "cpu" else tc.log_every  # on CUDA a check is a sync
         last_checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")

@@ -31,6 +31,8 @@ METRICS = IMAGE_METRICS + TEXT_METRICS + ("psnr", "ssim")
 DEFAULT_METRICS = ("fid", "kid", "pr")
 DEFAULT_TEXT_METRICS = TEXT_METRICS
 DEFAULT_PAIRED_METRICS = ("psnr", "ssim")
+SCORE_KEYS = ("fid", "kid_mean", "precision", "recall", "accuracy", "psnr", "ssim", "bleu4", "self_bleu4")
+"""The headline values of an evaluation's result, in the order zoo tables and run reports show them."""
 SELF_BLEU_SCORED = 500
 
 
