@@ -41,12 +41,11 @@ def _task_of(task: str) -> str:
     return tag
 
 
-def _entry(info: Any) -> CatalogueEntry:
-    from ganzoo.registry import list_models
-
+def _entry(info: Any, plugins: set[str]) -> CatalogueEntry:
+    """One listed model; its plugin is the tag that names an installed plugin (else its first non-generic tag)."""
     tags = list(info.tags or [])
     plain = [t for t in tags if ":" not in t and t not in _GENERIC_TAGS]
-    installed = [t for t in plain if t in set(list_models())]
+    installed = [t for t in plain if t in plugins]
     card = info.card_data
     results = (card.eval_results if card is not None else None) or []
     scores = {r.metric_type: float(r.metric_value) for r in results if isinstance(r.metric_value, (int, float))}
@@ -75,6 +74,8 @@ def search(
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    from ganzoo.registry import list_models
+
     wanted = ["ganzoo", *([plugin] if plugin else []), *([_task_of(task)] if task else [])]
     api = HfApi(library_name="ganzoo", library_version=__version__)
     hub_logger = logging.getLogger("huggingface_hub")
@@ -84,7 +85,8 @@ def search(
         found = api.list_models(
             filter=wanted, search=query or None, author=author, sort="downloads", limit=limit, cardData=True
         )
-        return [_entry(info) for info in found]
+        plugins = set(list_models())
+        return [_entry(info, plugins) for info in found]
     except OfflineModeIsEnabled:
         raise HubError("cannot search the Hub while HF_HUB_OFFLINE=1") from None
     except httpx2.TransportError as exc:
