@@ -5,9 +5,9 @@ Target sets (`dcgan` at 28 px by default):
 - `5-9x10`, `5-9x100`, `5-9x1000`: 10, 100 or 1,000 training digits 5-9
   (`mnist-4k?split=train&classes=5-9&n=N&seed=SEED`), fine-tuned from a model pre-trained on digits 0-4
   (`mnist-4k?classes=0-4`); held out: the 500 digits of `mnist-4k?split=test&classes=5-9`;
-- `uci-100`: a cross-domain case, 100 of the 8x8 UCI digits upscaled to 28 px (`uci-digits-8x8?split=train&n=100`,
-  registered here from `ganzoo.data.unpaired.uci_digits_source`), fine-tuned from a model pre-trained on all the
-  MNIST digits (`mnist-4k`); held out: the 500 UCI digits of `uci-digits-8x8?split=test`.
+- `uci-100`: a cross-domain case, 100 of the 8x8 UCI digits upscaled to 28 px (`uci-digits-8x8?split=train&n=100`),
+  fine-tuned from a model pre-trained on all the MNIST digits (`mnist-4k`); held out: the 500 UCI digits of
+  `uci-digits-8x8?split=test`.
 
 Methods: scratch, scratch + DiffAugment, fine-tune, fine-tune + DiffAugment, fine-tune + FreezeD (first
 discriminator block), fine-tune + ADA (`augment=ada`), and fine-tune with `RECIPE` (found by `--search`). Each run
@@ -46,8 +46,6 @@ from typing import Any
 import torch
 
 import ganzoo
-from ganzoo.data import register_data
-from ganzoo.data.unpaired import uci_digits_source
 from ganzoo.engine.trainer import split_overrides
 from ganzoo.metrics import stats
 from ganzoo.metrics.evaluation import evaluate
@@ -57,7 +55,6 @@ from ganzoo.registry import get_plugin
 from ganzoo.transfer import prepare_finetune
 
 UCI = "uci-digits-8x8"
-register_data(UCI, uci_digits_source)
 RESOLUTION = 28
 POLICY = "color,translation,cutout"
 FREEZE_D = 1

@@ -1,5 +1,7 @@
 """Adversarial losses chosen by name in any plugin's config, the gradient penalties (WGAN-GP, R1, R2) and
-StyleGAN2's path lengths (`path_lengths`).
+StyleGAN2's path lengths (`path_lengths`), and the losses on a network's features: feature matching on the
+discriminator's (`feature_matching`) and the semantic consistency of a frozen classifier's predictions
+(`semantic_consistency`).
 
 Each loss takes discriminator logits and returns a scalar computed in float32, so that bf16/fp16 autocast never
 rounds the loss itself. `discriminator_loss(name, real, fake)` and `generator_loss(name, fake, real)` dispatch by
@@ -220,3 +222,27 @@ def path_lengths(images: torch.Tensor, ws: torch.Tensor, scaler: Any = None) -> 
     projected = (images.float() * direction).sum()
     (grad,) = torch.autograd.grad(projected * scale if scale != 1.0 else projected, ws, create_graph=True)
     return (grad.float() / scale).square().sum(dim=2).mean(dim=1).sqrt()
+
+
+def feature_matching(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Feature matching (pix2pixHD's, Wang et al. 2018) on the discriminator's stage outputs: per stage, the mean
+    absolute difference of the features of generated and real images divided by the mean magnitude of the real
+    ones (the discriminator has no normalisation, so its features may grow as it trains: relative to their scale
+    the term keeps its weight), averaged over the stages; in float32, the real features being constants. Zero
+    exactly when the features agree."""
+    terms = []
+    for r, f in zip(real, fake, strict=True):
+        r = r.detach().float()
+        terms.append((f.float() - r).abs().mean() / r.abs().mean().clamp_min(1e-6))
+    return torch.stack(terms).mean()
+
+
+def semantic_consistency(source_logits: torch.Tensor, translated_logits: torch.Tensor) -> torch.Tensor:
+    """CyCADA's semantic consistency (Hoffman et al. 2018) as a divergence: the cross-entropy between a frozen
+    classifier's predicted distribution on the source images (the target, a constant) and its prediction on their
+    translations, minus the target's own entropy, i.e. KL(p(x) || p(G(x))) averaged over the batch. Zero exactly
+    when the predictions agree (a mapping the classifier cannot tell from the identity), positive when the class
+    changes; float32."""
+    target = torch.log_softmax(source_logits.detach().float(), dim=1)
+    predicted = torch.log_softmax(translated_logits.float(), dim=1)
+    return F.kl_div(predicted, target, reduction="batchmean", log_target=True)

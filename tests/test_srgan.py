@@ -15,6 +15,7 @@ import ganzoo
 from ganzoo import UsageError
 from ganzoo.data import resolve_data
 from ganzoo.kit.pairs import clamp_straight_through
+from ganzoo.losses import feature_matching
 from ganzoo.testing import conformance_tests
 from ganzoo_plugins.srgan.networks import (
     RRDB,
@@ -22,7 +23,6 @@ from ganzoo_plugins.srgan.networks import (
     DenseBlock,
     RRDBGenerator,
     VGGDiscriminator,
-    feature_matching,
     vgg19_features,
 )
 

@@ -7,7 +7,8 @@ Specs:
 - `digits-8x8-to-mnist` (embedded, no download): domain A is the 1,797 real 8x8 UCI handwritten digits (values
   0..16 scaled to 0..255, upscaled to the model's resolution), domain B the 4,000 embedded MNIST digits
   (`mnist-4k`). Both carry their digit labels, which training never uses and benchmarks do; `?split=train|test`
-  picks fixed class-balanced parts of both (UCI: 50 test digits per class; MNIST: those of `mnist-4k`).
+  picks fixed class-balanced parts of both (UCI: 50 test digits per class; MNIST: those of `mnist-4k`);
+- `uci-digits-8x8` (embedded): domain A alone as labelled image data, with the same `?split=train|test`.
 
 A batch holds `image_a` and `image_b` (plus `label_a` / `label_b` for labelled domains) drawn independently: an
 epoch walks through the larger domain, and the other domain's images are drawn at random with a generator seeded
@@ -41,6 +42,7 @@ from ganzoo.plugin import DataInfo
 UCI_TEST_PER_CLASS = 50  # digits-8x8-to-mnist?split=test: 500 held-out UCI digits; split=train: the other 1,297
 UCI_MAX_VALUE = 16  # the 8x8 UCI digits count set pixels of a 4x4 block: 0..16
 DIGITS_PAIR = "digits-8x8-to-mnist"
+UCI_DIGITS = "uci-digits-8x8"
 DIGITS_PAIR_RESOLUTION = 28
 _Domains = Callable[[], tuple[DataSource, DataSource]]
 
@@ -189,7 +191,7 @@ def _uci_digits_split(name: str) -> Callable[[], tuple[torch.Tensor, torch.Tenso
     return balanced_split(_uci_digits, name, UCI_TEST_PER_CLASS)
 
 
-def uci_digits_source(spec: str = "uci-digits-8x8") -> TensorImageSource:
+def uci_digits_source(spec: str = UCI_DIGITS) -> TensorImageSource:
     """The embedded 8x8 UCI digits as an image source (labels 0-9, splits train and test)."""
     info = DataInfo("image", channels=1, resolution=8, num_classes=10, num_samples=1797)
     splits = {name: _uci_digits_split(name) for name in ("train", "test")}
@@ -205,3 +207,4 @@ def digits_pair_source(spec: str = DIGITS_PAIR) -> UnpairedSource:
 
 register_data("unpaired", unpaired_source, prefix=True)
 register_data(DIGITS_PAIR, digits_pair_source)
+register_data(UCI_DIGITS, uci_digits_source)

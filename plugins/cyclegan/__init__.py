@@ -47,6 +47,27 @@ class CycleGANConfig:
     loss: str = option("least-squares", "adversarial loss", choices=ADVERSARIAL_LOSSES)
     lambda_cycle: float = option(10.0, "weight of the cycle-consistency L1 loss (per direction)", min=0)
     lambda_identity: float = option(0.5, "weight of the identity L1 loss, relative to lambda_cycle", min=0)
+    cycle_noise: float = option(
+        0.0,
+        "std of Gaussian noise added to each translation before it is translated back in the cycle loss, so the "
+        "generators cannot hide the source in faint signal (Chu et al. 2017); 0: off",
+        min=0,
+    )
+    lambda_feature_cycle: float = option(
+        0.0,
+        "weight of a cycle loss on the discriminators' features: feature matching between D_A's features of a and "
+        "of a->b->a (and the same for b), relative to the real features' scale; 0: off",
+        min=0,
+    )
+    semantic: str | None = option(
+        None,
+        "a frozen classifier of domain A (shipped: digits, uci-digits; or a safetensors file): adds CyCADA's "
+        "semantic consistency loss KL(f_A(a) || f(a->b)), f the domain-B classifier when semantic_b is set, else f_A",
+    )
+    semantic_b: str | None = option(
+        None, "a frozen classifier of domain B: with semantic, also KL(f_B(b) || f_A(b->a)) (both directions)"
+    )
+    lambda_semantic: float = option(1.0, "weight of the semantic consistency loss (per direction)", min=0)
     pool_size: int = option(50, "generated images in each discriminator's history pool (0: no pool)", min=0)
     flip: bool = option(False, "random horizontal flips of the training images (off: digits are not symmetric)")
     examples: int = option(8, "real images of each domain kept for sample grids", min=1)
@@ -62,14 +83,35 @@ def _adversarial_g(name: str, logits: Any) -> Any:
     return 2.0 * loss if name == "least-squares" else loss
 
 
+def _with_noise(images: Any, std: float) -> Any:
+    import torch
+
+    return images if std == 0 else images + std * torch.randn_like(images)
+
+
+def semantic_loss(config: CycleGANConfig, device: Any, real_a: Any, fake_b: Any, real_b: Any, fake_a: Any) -> Any:
+    """CyCADA's semantic consistency with the frozen classifiers of the config: KL(f_A(a) || f(a->b)), f being f_B
+    when there is one, else f_A (CyCADA's source classifier on the translation); with f_B also
+    KL(f_B(b) || f_A(b->a)). Each classifier reads one domain's images (and, without f_B, f_A the translations)."""
+    from ganzoo.losses import semantic_consistency
+    from ganzoo.metrics.classifiers import load_classifier
+
+    f_a = load_classifier(config.semantic, device)
+    if config.semantic_b is None:
+        return semantic_consistency(f_a(real_a), f_a(fake_b))
+    f_b = load_classifier(config.semantic_b, device)
+    return semantic_consistency(f_a(real_a), f_b(fake_b)) + semantic_consistency(f_b(real_b), f_a(fake_a))
+
+
 def generators_loss(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
     """Adversarial, cycle-consistency and identity losses of both generators on one batch of each domain."""
     config = ctx.config
     real_a, real_b = batch["image_a"], batch["image_b"]
     g_ab, g_ba = nets["generator_ab"], nets["generator_ba"]
     fake_b, fake_a = g_ab(real_a), g_ba(real_b)
-    cycle_a = (g_ba(fake_b).float() - real_a.float()).abs().mean()
-    cycle_b = (g_ab(fake_a).float() - real_b.float()).abs().mean()
+    rec_a, rec_b = g_ba(_with_noise(fake_b, config.cycle_noise)), g_ab(_with_noise(fake_a, config.cycle_noise))
+    cycle_a = (rec_a.float() - real_a.float()).abs().mean()
+    cycle_b = (rec_b.float() - real_b.float()).abs().mean()
     adversarial_ab = _adversarial_g(config.loss, nets["discriminator_b"](fake_b))
     adversarial_ba = _adversarial_g(config.loss, nets["discriminator_a"](fake_a))
     loss = adversarial_ab + adversarial_ba + config.lambda_cycle * (cycle_a + cycle_b)
@@ -79,6 +121,19 @@ def generators_loss(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any
         "cycle_a": cycle_a.detach(),
         "cycle_b": cycle_b.detach(),
     }
+    if config.lambda_feature_cycle > 0:
+        from ganzoo.losses import feature_matching
+
+        d_a, d_b = nets["discriminator_a"], nets["discriminator_b"]
+        feature_cycle = feature_matching([d_a.features(real_a)], [d_a.features(rec_a)]) + feature_matching(
+            [d_b.features(real_b)], [d_b.features(rec_b)]
+        )
+        loss = loss + config.lambda_feature_cycle * feature_cycle
+        logs["feature_cycle"] = feature_cycle.detach()
+    if config.semantic is not None and config.lambda_semantic > 0:
+        semantic = semantic_loss(config, ctx.device, real_a, fake_b, real_b, fake_a)
+        loss = loss + config.lambda_semantic * semantic
+        logs["semantic"] = semantic.detach()
     if config.lambda_identity > 0:
         identity_a = (g_ba(real_a).float() - real_a.float()).abs().mean()
         identity_b = (g_ab(real_b).float() - real_b.float()).abs().mean()
@@ -191,6 +246,19 @@ class CycleGAN(GANPlugin):
         ]
 
     def optimizers(self, config: CycleGANConfig) -> dict[str, OptimizerSpec]:
+        """Adam for the four networks. Called when training starts: the `semantic` classifiers are read and checked
+        here, before anything is written."""
+        if config.semantic_b is not None and config.semantic is None:
+            raise UsageError("cyclegan semantic_b needs semantic (the domain-A classifier) too")
+        if config.semantic is not None:
+            from ganzoo.metrics.classifiers import load_classifier
+
+            for spec in (config.semantic, config.semantic_b):
+                if spec is not None and load_classifier(spec).channels != config.channels:
+                    raise UsageError(
+                        f"cyclegan semantic classifier {spec!r} reads {load_classifier(spec).channels}-channel "
+                        f"images; this model's have {config.channels}"
+                    )
         spec = OptimizerSpec(lr=config.lr, betas=tuple(config.betas))
         return {role: spec for role in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")}
 

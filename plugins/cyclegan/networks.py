@@ -93,6 +93,10 @@ class PatchDiscriminator(nn.Module):
         self.net = nn.Sequential(*blocks)
         self.apply(init_normal)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The activations the output layer reads (N, 8w at most, h, w): for feature-space cycle losses."""
+        return self.net[:-1](x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 

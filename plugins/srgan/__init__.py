@@ -211,8 +211,8 @@ class SRGAN(PairedImageGAN):
     def g_loss(self, nets: Mapping[str, Any], batch: Mapping[str, Any], ctx: StepContext) -> Any:
         import torch
 
-        from ganzoo.losses import generator_loss
-        from ganzoo_plugins.srgan.networks import feature_matching, perceptual_distance
+        from ganzoo.losses import feature_matching, generator_loss
+        from ganzoo_plugins.srgan.networks import perceptual_distance
 
         config = ctx.config
         target = batch["target"]

@@ -179,19 +179,6 @@ class VGGDiscriminator(nn.Module):
         return (logits, seen) if features else logits
 
 
-def feature_matching(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
-    """Feature matching (pix2pixHD's, Wang et al. 2018) on the discriminator's stage outputs: per stage, the mean
-    absolute difference of the features of generated and real images divided by the mean magnitude of the real
-    ones (the discriminator has no normalisation, so its features may grow as it trains: relative to their scale
-    the term keeps its weight), averaged over the stages; in float32, the real features being constants. Zero
-    exactly when the features agree."""
-    terms = []
-    for r, f in zip(real, fake, strict=True):
-        r = r.detach().float()
-        terms.append((f.float() - r).abs().mean() / r.abs().mean().clamp_min(1e-6))
-    return torch.stack(terms).mean()
-
-
 # ------------------------------------------------------------------------------------- the perceptual loss
 
 VGG_LAYERS = {"conv1_2": 2, "conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34}
@@ -280,7 +267,6 @@ __all__ = [
     "VGGDiscriminator",
     "VGGFeatures",
     "discriminator_stages",
-    "feature_matching",
     "perceptual_distance",
     "vgg19_features",
 ]
