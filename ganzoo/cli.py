@@ -357,6 +357,12 @@ def _check_sample_options(out: str | None, n: int | None, interpolate: int | Non
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="text models [1.0]")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="text models: only the k likeliest tokens")
 @click.option(
+    "--top-p",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="text models: nucleus sampling, only the likeliest tokens that make up probability p",
+)
+@click.option(
     "--truncation",
     type=click.FloatRange(0, 1),
     default=None,
@@ -388,6 +394,7 @@ def sample(
     label: int | None,
     temperature: float | None,
     top_k: int | None,
+    top_p: float | None,
     truncation: float | None,
     interpolate: int | None,
     mix: tuple[int, int] | None,
@@ -408,8 +415,10 @@ def sample(
     model = load_pretrained(source, device=resolve_device(device))
     if truncation is not None and not model.plugin.truncation:
         raise UsageError(f"{model.plugin.name} does not support --truncation (stylegan2 and biggan do)")
-    if model.plugin.modality != "text" and (temperature is not None or top_k is not None):
-        raise UsageError(f"--temperature and --top-k are for text models; {model.plugin.name} is an image model")
+    if model.plugin.modality != "text" and (temperature, top_k, top_p) != (None, None, None):
+        raise UsageError(
+            f"--temperature, --top-k and --top-p are for text models; {model.plugin.name} is an image model"
+        )
     options = {} if truncation is None else {"truncation": truncation}
     if interpolate is not None:
         frames, per_row = model.interpolate(interpolate, n or 1, seed, label, use_ema=not no_ema, **options)
@@ -426,6 +435,8 @@ def sample(
         if out is not None and Path(out).suffix.lower() != ".txt":
             raise UsageError(f"--out {out}: {model.plugin.name} draws text; write it to a .txt file")
         options = {"temperature": 1.0 if temperature is None else temperature, "top_k": top_k}
+        if top_p is not None:
+            options["top_p"] = top_p
         samples, per_row = model.sample(n, seed=seed, use_ema=not no_ema, **options), None
         if out is None:
             click.echo("\n".join(samples))

@@ -98,7 +98,7 @@ class GANModel:
         self, n: int, seed: int | None = None, condition: Any = None, use_ema: bool = True, **options: Any
     ) -> torch.Tensor | list[str]:
         """n samples from the (EMA) generator in eval mode; images in [-1, 1] on the CPU, or strings. `options`
-        go to the plugin's `sample` (text: `temperature`, `top_k`)."""
+        go to the plugin's `sample` (text: `temperature`, `top_k`, `top_p`)."""
         with self._sampling(use_ema) as nets:
             out = self.plugin.sample(nets, n, condition=condition, generator=self._generator(seed), **options)
         return out.float().cpu() if isinstance(out, torch.Tensor) else out

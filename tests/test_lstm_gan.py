@@ -216,6 +216,37 @@ def test_top_k_draws_only_the_k_likeliest_tokens():
     assert len(torch.unique(tokens[:, 0])) == 2
 
 
+@pytest.mark.parametrize("top_p", [0.05, 0.3, 0.5, 0.9, 0.999])
+def test_top_p_keeps_exactly_the_smallest_set_that_reaches_p(top_p):
+    from ganzoo.text.sampling import shape_logits
+
+    logits = torch.randn(64, 40, generator=torch.Generator().manual_seed(1)) * 3
+    kept = torch.isfinite(shape_logits(logits, top_p=top_p))
+    probs = torch.softmax(logits, dim=1)
+    for row_probs, row_kept in zip(probs, kept, strict=True):
+        ordered = row_probs.sort(descending=True).values
+        size = int(row_kept.sum())
+        assert ordered[:size].sum() >= top_p - 1e-6  # the kept ids make up p ...
+        assert size == 1 or ordered[: size - 1].sum() < top_p  # ... and one fewer would not
+        assert row_probs[row_kept].min() >= torch.cat([row_probs[~row_kept], torch.zeros(1)]).max()  # likeliest
+    assert torch.isfinite(shape_logits(logits, top_p=1.0)).all()
+    with pytest.raises(ValueError, match="top_p"):
+        shape_logits(logits, top_p=0.0)
+
+
+def test_top_p_sampling_draws_from_the_nucleus_only():
+    _, _, nets, _ = _setup()
+    g = nets["generator"]
+    tokens = g.sample(300, top_p=0.5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        from ganzoo.text.sampling import shape_logits
+
+        first = shape_logits(g(tokens)[:1, 0], top_p=0.5)  # every sample's first token has the same conditional
+    assert set(tokens[:, 0].tolist()) <= set(torch.isfinite(first[0]).nonzero().flatten().tolist())
+    everything = g.sample(300, generator=torch.Generator().manual_seed(0))
+    assert len(torch.unique(tokens[:, 0])) <= len(torch.unique(everything[:, 0]))
+
+
 def test_sample_returns_strings_and_decode_matches_the_ids():
     _, _, nets, _ = _setup()
     texts = plugin.sample(nets, 16, generator=torch.Generator().manual_seed(0))
@@ -349,6 +380,9 @@ def test_sample_command_prints_or_writes_text(tmp_path):
     assert printed.exit_code == 0, printed.output
     lines = printed.output.splitlines()
     assert len(lines) == 5 and set("".join(lines)) <= set("".join(NAMES))
+    nucleus = runner.invoke(cli, ["sample", str(run), "--n", "4", "--top-p", "0.9"])
+    assert nucleus.exit_code == 0 and len(nucleus.output.splitlines()) == 4, nucleus.output
+    assert runner.invoke(cli, ["sample", str(run), "--top-p", "1.5"]).exit_code == 2
     written = runner.invoke(cli, ["sample", str(run), "--n", "3", "--out", str(tmp_path / "names-out.txt")])
     assert written.exit_code == 0 and len((tmp_path / "names-out.txt").read_text().splitlines()) == 3
     as_image = runner.invoke(cli, ["sample", str(run), "--out", str(tmp_path / "names.png")])

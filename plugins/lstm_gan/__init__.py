@@ -290,9 +290,10 @@ class LSTMGAN(GANPlugin):
         generator: Any = None,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
     ) -> Any:
         """(n, max_length) token ids (long): tokens, then eos and pads when a sample ends early."""
-        return nets["generator"].sample(n, temperature=temperature, top_k=top_k, generator=generator)
+        return nets["generator"].sample(n, temperature=temperature, top_k=top_k, generator=generator, top_p=top_p)
 
     def decode(self, nets: Any, tokens: Any) -> list[str]:
         """Token ids (n, T) as text with the model's vocabulary (ids joined by spaces in token-id mode)."""
@@ -307,11 +308,13 @@ class LSTMGAN(GANPlugin):
         generator: Any = None,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
     ) -> list[str]:
-        """n samples as text, drawn at `temperature` (from the `top_k` likeliest tokens when set)."""
+        """n samples as text, drawn at `temperature` (from the `top_k` likeliest tokens and the nucleus of
+        probability `top_p` when set)."""
         if condition is not None:
             raise UsageError("lstm-gan is not a conditional model; it takes no condition")
-        return self.decode(nets, self.sample_tokens(nets, n, generator, temperature, top_k))
+        return self.decode(nets, self.sample_tokens(nets, n, generator, temperature, top_k, top_p))
 
     def nll(
         self, nets: Any, tokens: Any, lengths: Any | None = None, temperature: float = 1.0, batch_size: int = 512

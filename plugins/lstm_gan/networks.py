@@ -2,7 +2,8 @@
 token sequences.
 
 The generator's three ways to produce text:
-* `sample`: ids drawn at a temperature, optionally from the top-k tokens only (no gradient);
+* `sample`: ids drawn at a temperature, optionally from the top-k tokens only or from the nucleus of probability
+  top-p (Holtzman et al. 2020) (no gradient);
 * `gumbel_sample`: the Gumbel-softmax relaxation of RelGAN (Nie et al. 2019): at each step
   `softmax(beta * (logits + g))` with Gumbel noise g is the soft one-hot the discriminator sees, differentiable in
   the generator's parameters, while the hard token `argmax(logits + g)` (an exact sample) is fed back as the next
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganzoo.text import Vocabulary
-from ganzoo.text.sampling import draw
+from ganzoo.text.sampling import draw, shape_logits
 
 __all__ = ["TextDiscriminator", "TextGenerator"]
 
@@ -80,19 +81,6 @@ class TextGenerator(nn.Module):
     def _start(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.vocab.bos, dtype=torch.long, device=self.banned.device)
 
-    @staticmethod
-    def _shape_logits(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if temperature != 1:
-            logits = logits / temperature
-        if top_k is not None and top_k < logits.shape[1]:
-            if top_k < 1:
-                raise ValueError(f"top_k must be at least 1, got {top_k}")
-            threshold = logits.topk(top_k, dim=1).values[:, -1:]
-            logits = logits.masked_fill(logits < threshold, float("-inf"))
-        return logits
-
     def _continue(
         self,
         tokens: torch.Tensor,
@@ -102,12 +90,13 @@ class TextGenerator(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
         """`steps` more ids after feeding `tokens`; rows already `finished` (past an eos) get pads."""
         out = []
         for _ in range(steps):
             logits, state = self._step(tokens, state)
-            shaped = self._shape_logits(logits, temperature, top_k)
+            shaped = shape_logits(logits, temperature, top_k, top_p)
             tokens = draw((shaped - shaped.amax(dim=1, keepdim=True)).exp_(), generator)  # softmax, unnormalised
             out.append(torch.where(finished, self.vocab.pad, tokens))
             finished = finished | (tokens == self.vocab.eos)
@@ -128,7 +117,7 @@ class TextGenerator(nn.Module):
     def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """(n, T) log-probability of each id given the ids before it (pads after an eos included; mask them), under
         the distribution that `sample` draws from at `temperature`."""
-        logits = self._shape_logits(self(tokens), temperature, None)
+        logits = shape_logits(self(tokens), temperature)
         return torch.log_softmax(logits, dim=-1).gather(2, tokens[:, :, None]).squeeze(2)
 
     @torch.no_grad()
@@ -138,10 +127,12 @@ class TextGenerator(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
-        """(n, max_length) ids drawn from softmax(logits / temperature), from the `top_k` likeliest ids when set."""
+        """(n, max_length) ids drawn from softmax(logits / temperature), from the `top_k` likeliest ids and the
+        nucleus of probability `top_p` when set."""
         finished = torch.zeros(n, dtype=torch.bool, device=self.banned.device)
-        return self._continue(self._start(n), None, finished, self.max_length, temperature, top_k, generator)
+        return self._continue(self._start(n), None, finished, self.max_length, temperature, top_k, generator, top_p)
 
     def gumbel_sample(
         self, n: int, beta: float, generator: torch.Generator | None = None
