@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import ganzoo
 from ganzoo import DataInfo, StepContext, UsageError
 from ganzoo.text import Vocabulary
 from ganzoo.text.corpus import encode_samples
@@ -48,8 +49,9 @@ def _batch(dataset, n=8):
     return dataset.__getitems__(list(range(n)))
 
 
-def test_gumbel_path_passes_gradients_from_d_to_g():
-    config, info, nets, _ = _setup()
+@pytest.mark.parametrize("g_kind", ["lstm", "relational"])
+def test_gumbel_path_passes_gradients_from_d_to_g(g_kind):
+    config, info, nets, _ = _setup(g_kind=g_kind)
     g, d = nets["generator"], nets["discriminator"]
     d.requires_grad_(False)  # as the engine does for a generator update
     loss, logs = lstm_gan._g_gumbel_step(
@@ -118,8 +120,9 @@ def test_reinforce_gives_a_finite_policy_gradient():
     assert torch.isfinite(grads).all() and grads.abs().sum() > 0
 
 
-def test_rollout_rewards_of_a_full_prefix_are_the_sequence_score():
-    _, _, nets, dataset = _setup()
+@pytest.mark.parametrize("g_kind", ["lstm", "relational"])
+def test_rollout_rewards_of_a_full_prefix_are_the_sequence_score(g_kind):
+    _, _, nets, dataset = _setup(g_kind=g_kind)
     g, d = nets["generator"], nets["discriminator"]
     tokens = dataset.tokens[:5]
     rewards = g.rollout_rewards(tokens, d, rollouts=4, generator=torch.Generator().manual_seed(0))
@@ -128,8 +131,29 @@ def test_rollout_rewards_of_a_full_prefix_are_the_sequence_score():
     assert torch.allclose(rewards[:, -1], expected)
 
 
-def test_mle_pretraining_lowers_the_training_nll():
-    config, info, nets, dataset = _setup()
+def test_relational_memory_steps_match_teacher_forcing_and_start_from_the_identity():
+    from ganzoo_plugins.lstm_gan.networks import RelationalMemory
+
+    _, _, nets, dataset = _setup(g_kind="relational", mem_slots=2, heads=4)
+    g = nets["generator"]
+    assert isinstance(g.memory, RelationalMemory) and not hasattr(g, "lstm")
+    assert torch.equal(g.memory.initial, torch.eye(2, 16))
+    tokens = dataset.tokens[:4]
+    with torch.no_grad():
+        forced = g(tokens)
+        state, inputs, stepped = None, g._teacher_inputs(tokens), []
+        for t in range(tokens.shape[1]):
+            logits, state = g._step(inputs[:, t], state)
+            stepped.append(logits)
+    assert torch.allclose(forced, torch.stack(stepped, dim=1), atol=1e-5)  # sampling and scoring agree
+    assert state.shape == (4, 2, 16)
+    with pytest.raises(UsageError, match="multiple of heads=3"):
+        ganzoo.create_model(plugin, data_info=_setup()[1], **{**TINY, "g_kind": "relational", "heads": 3})
+
+
+@pytest.mark.parametrize("g_kind", ["lstm", "relational"])
+def test_mle_pretraining_lowers_the_training_nll(g_kind):
+    config, info, nets, dataset = _setup(g_kind=g_kind)
     g = nets["generator"]
     optimizer = torch.optim.Adam(g.parameters(), lr=1e-2)
     before = plugin.nll(nets, dataset.tokens, dataset.lengths)

@@ -1,7 +1,7 @@
-"""LSTM-GAN for text as a ganzoo plugin: an LSTM generator over tokens, an LSTM or CNN discriminator over (soft)
-one-hot sequences, MLE pre-training, then adversarial training through the Gumbel-softmax relaxation with an
-annealed inverse temperature (RelGAN, Nie et al. 2019) or through REINFORCE with Monte-Carlo roll-outs (SeqGAN,
-Yu et al. 2017).
+"""LSTM-GAN for text as a ganzoo plugin: an LSTM generator over tokens (or RelGAN's relational memory,
+`g_kind=relational`), an LSTM or CNN discriminator over (soft) one-hot sequences, MLE pre-training, then
+adversarial training through the Gumbel-softmax relaxation with an annealed inverse temperature (RelGAN, Nie et
+al. 2019) or through REINFORCE with Monte-Carlo roll-outs (SeqGAN, Yu et al. 2017).
 
 The schedule is phases of `UpdateStep`s that the engine runs: `mle` (the generator's maximum likelihood on the data,
 with its own Adam at `lr_mle`) for the first `pretrain_steps` iterations, `d_pretrain` (the discriminator
@@ -41,8 +41,15 @@ class LSTMGANConfig:
         None, "tokens: data: ids 0..vocab_size-1 (default: up to the largest training id); text builds its own", min=1
     )
     embed_dim: int = option(32, "generator token embedding size", min=1)
-    hidden_dim: int = option(32, "generator LSTM hidden size", min=1)
+    g_kind: str = option(
+        "lstm",
+        "generator core: lstm, or relational (RelGAN's relational memory: mem_slots rows of hidden_dim, heads heads)",
+        choices=("lstm", "relational"),
+    )
+    hidden_dim: int = option(32, "generator LSTM hidden size, or relational memory row size", min=1)
     layers: int = option(1, "generator LSTM layers", min=1)
+    mem_slots: int = option(1, "relational: memory rows (RelGAN: 1)", min=1)
+    heads: int = option(2, "relational: attention heads; hidden_dim must be a multiple (RelGAN: 2)", min=1)
     d_kind: str = option(
         "cnn", "discriminator: cnn (kernel widths d_kernel_sizes, max-over-time) or lstm", choices=("cnn", "lstm")
     )
@@ -205,7 +212,7 @@ class LSTMGAN(GANPlugin):
     name = "lstm-gan"
     modality = "text"
     description = "LSTM text GAN: MLE pre-training, then Gumbel-softmax (RelGAN) or REINFORCE (SeqGAN) training."
-    version = "0.3.0"
+    version = "0.4.0"
     Config = LSTMGANConfig
     reference_recipe = Recipe(
         "lstm-gan-surnames", "surnames?split=train", 2000, eval_data="surnames?split=test", metrics="bleu,self-bleu"
@@ -214,6 +221,10 @@ class LSTMGAN(GANPlugin):
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
 
     def validate(self, config: LSTMGANConfig) -> None:
+        if config.g_kind == "relational" and config.hidden_dim % config.heads:
+            raise UsageError(
+                f"lstm-gan hidden_dim={config.hidden_dim} must be a multiple of heads={config.heads} (relational)"
+            )
         if not config.d_kernel_sizes or min(config.d_kernel_sizes) < 1:
             raise UsageError(f"lstm-gan d_kernel_sizes={config.d_kernel_sizes} must be positive widths, e.g. 2,3,4,5")
 
@@ -235,7 +246,17 @@ class LSTMGAN(GANPlugin):
         length = int(data_info.extras["max_length"])
         uses = [bool(data_info.extras.get(key, True)) for key in ("uses_eos", "uses_unk")]
         return {
-            "generator": TextGenerator(vocab, length, config.embed_dim, config.hidden_dim, config.layers, *uses),
+            "generator": TextGenerator(
+                vocab,
+                length,
+                config.embed_dim,
+                config.hidden_dim,
+                config.layers,
+                *uses,
+                kind=config.g_kind,
+                slots=config.mem_slots,
+                heads=config.heads,
+            ),
             "discriminator": TextDiscriminator(
                 len(vocab), length, config.d_kind, config.d_embed_dim, config.d_hidden_dim, config.d_kernel_sizes
             ),

@@ -1,5 +1,6 @@
-"""The LSTM-GAN networks: an autoregressive LSTM generator over token ids and a discriminator over (soft) one-hot
-token sequences.
+"""The LSTM-GAN networks: an autoregressive generator over token ids, whose recurrent core is an LSTM or RelGAN's
+relational memory (Nie et al. 2019, after Santoro et al. 2018), and a discriminator over (soft) one-hot token
+sequences.
 
 The generator's three ways to produce text:
 * `sample`: ids drawn at a temperature, optionally from the top-k tokens only or from the nucleus of probability
@@ -28,9 +29,10 @@ from torch import nn
 from ganzoo.text import Vocabulary
 from ganzoo.text.sampling import draw, shape_logits
 
-__all__ = ["TextDiscriminator", "TextGenerator"]
+__all__ = ["GENERATOR_KINDS", "RelationalMemory", "TextDiscriminator", "TextGenerator"]
 
-State = tuple[torch.Tensor, torch.Tensor]
+State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # an LSTM's (h, c), or a relational memory's slots
+GENERATOR_KINDS = ("lstm", "relational")
 
 
 def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
@@ -42,8 +44,55 @@ def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state: State | None = None) ->
         return lstm(inputs.float(), None if state is None else (state[0].float(), state[1].float()))
 
 
+class RelationalMemory(nn.Module):
+    """The relational memory core (Santoro et al. 2018) that RelGAN's generator runs in place of an LSTM.
+
+    The state is `slots` memory rows of `size` = `heads` x head size. Each step the input (projected to `size`) is
+    appended to the memory, the memory attends over memory and input (multi-head attention, the rows as queries),
+    then a residual MLP, each with layer norm, gives the candidate M~; LSTM-style gates made from the input and
+    tanh(memory) mix it in: M' = sigmoid(i) * tanh(M~) + sigmoid(f + 1) * M. The output is M' flattened (slots x
+    size). The initial memory is the identity matrix padded with zeros, as in the paper.
+    """
+
+    def __init__(self, input_dim: int, size: int, slots: int = 1, heads: int = 2) -> None:
+        super().__init__()
+        if size % heads:
+            raise ValueError(f"relational memory size {size} must be a multiple of heads={heads}")
+        self.slots, self.size = slots, size
+        self.output_dim = slots * size
+        self.project = nn.Linear(input_dim, size)
+        self.attention = nn.MultiheadAttention(size, heads, batch_first=True)
+        self.norm_attention, self.norm_mlp = nn.LayerNorm(size), nn.LayerNorm(size)
+        self.mlp = nn.Sequential(nn.Linear(size, size), nn.ReLU(), nn.Linear(size, size))
+        self.gate_input, self.gate_memory = nn.Linear(size, 2 * size), nn.Linear(size, 2 * size)
+        self.register_buffer("initial", torch.eye(slots, size), persistent=False)
+
+    def step(self, inputs: torch.Tensor, memory: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, input_dim) inputs and (n, slots, size) memory (None: the initial one) -> (n, slots x size) output
+        and the new memory."""
+        x = self.project(inputs)[:, None]
+        if memory is None:
+            memory = self.initial.to(x.dtype).expand(len(x), -1, -1)
+        both = torch.cat([memory, x], dim=1)
+        attended, _ = self.attention(memory, both, both, need_weights=False)
+        candidate = self.norm_attention(memory + attended)
+        candidate = self.norm_mlp(candidate + self.mlp(candidate))
+        input_gate, forget_gate = (self.gate_input(x) + self.gate_memory(torch.tanh(memory))).chunk(2, dim=2)
+        memory = torch.sigmoid(input_gate) * torch.tanh(candidate) + torch.sigmoid(forget_gate + 1.0) * memory
+        return memory.flatten(1), memory
+
+    def forward(self, inputs: torch.Tensor, memory: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, T, input_dim) -> (n, T, slots x size) outputs and the last memory."""
+        outputs = []
+        for t in range(inputs.shape[1]):
+            out, memory = self.step(inputs[:, t], memory)
+            outputs.append(out)
+        return torch.stack(outputs, dim=1), memory
+
+
 class TextGenerator(nn.Module):
-    """Token embedding, a (multi-layer) LSTM and a linear softmax head over the vocabulary."""
+    """Token embedding, a recurrent core (`kind`: a multi-layer LSTM, or RelGAN's relational memory of `slots` rows
+    of `hidden_dim` with `heads` attention heads) and a linear softmax head over the vocabulary."""
 
     def __init__(
         self,
@@ -54,14 +103,25 @@ class TextGenerator(nn.Module):
         layers: int = 1,
         uses_eos: bool = True,
         uses_unk: bool = True,
+        kind: str = "lstm",
+        slots: int = 1,
+        heads: int = 2,
     ) -> None:
         super().__init__()
+        if kind not in GENERATOR_KINDS:
+            raise ValueError(f"unknown generator kind {kind!r}; accepted: {', '.join(GENERATOR_KINDS)}")
         self.vocab = vocab
         self.vocab_size = len(vocab)
         self.max_length = max_length
+        self.kind = kind
         self.embed = nn.Embedding(self.vocab_size, embed_dim)
-        self.lstm = nn.LSTM(embed_dim, hidden_dim, layers, batch_first=True)
-        self.head = nn.Linear(hidden_dim, self.vocab_size)
+        if kind == "lstm":
+            self.lstm = nn.LSTM(embed_dim, hidden_dim, layers, batch_first=True)
+            features = hidden_dim
+        else:
+            self.memory = RelationalMemory(embed_dim, hidden_dim, slots, heads)
+            features = self.memory.output_dim
+        self.head = nn.Linear(features, self.vocab_size)
         banned = torch.zeros(self.vocab_size)  # added to the head's bias: -inf for the ids it never emits
         never = [vocab.pad, vocab.bos] + ([] if uses_eos else [vocab.eos]) + ([] if uses_unk else [vocab.unk])
         banned[never] = -math.inf
@@ -73,9 +133,21 @@ class TextGenerator(nn.Module):
         """float32 logits with the never-emitted tokens at -inf (in one pass over the (n, V) output)."""
         return F.linear(hidden, self.head.weight, self.head.bias + self.banned).float()
 
+    def _run(self, inputs: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """The core over (n, T, embed_dim) inputs: (n, T, features) outputs and the state after them."""
+        if self.kind == "lstm":
+            return run_lstm(self.lstm, inputs, state)
+        return self.memory(inputs, state)
+
+    def _repeat_state(self, state: State, times: int) -> State:
+        """Each sample's state `times` times in a row (for roll-outs)."""
+        if self.kind == "lstm":
+            return state[0].repeat_interleave(times, 1), state[1].repeat_interleave(times, 1)
+        return state.repeat_interleave(times, 0)
+
     def _step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """Logits of the next token after feeding `tokens` (n,), and the new state."""
-        out, state = run_lstm(self.lstm, self.embed(tokens)[:, None], state)
+        out, state = self._run(self.embed(tokens)[:, None], state)
         return self._logits(out[:, 0]), state
 
     def _start(self, n: int) -> torch.Tensor:
@@ -111,7 +183,7 @@ class TextGenerator(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: (n, T) ids -> (n, T, V) float32 logits, position t predicting `tokens[:, t]`."""
-        out, _ = run_lstm(self.lstm, self.embed(self._teacher_inputs(tokens)))
+        out, _ = self._run(self.embed(self._teacher_inputs(tokens)))
         return self._logits(out)
 
     def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -173,10 +245,9 @@ class TextGenerator(nn.Module):
         for t in range(length - 1):
             _, state = self._step(inputs[:, t], state)  # the state that predicted tokens[:, t]
             finished = finished | (tokens[:, t] == self.vocab.eos)
-            repeated: State = (state[0].repeat_interleave(rollouts, 1), state[1].repeat_interleave(rollouts, 1))
             tail = self._continue(
                 tokens[:, t].repeat_interleave(rollouts),
-                repeated,
+                self._repeat_state(state, rollouts),
                 finished.repeat_interleave(rollouts),
                 length - 1 - t,
                 generator=generator,
