@@ -309,6 +309,18 @@ def _grid_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return int(rows), int(columns)
 
 
+def _parse_floats(text: str, option: str) -> list[float]:
+    """A comma-separated list of numbers, or a usage error naming the option."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected comma-separated numbers, e.g. 0.8,1.0,1.2") from None
+
+
+def _scores_line(scores: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.6g}" for k, v in scores.items() if k != "temperature")
+
+
 def _save_animation(frames: torch.Tensor, path: Path, per_row: int | None) -> Path:
     """Write (frames, n, C, H, W) images in [-1, 1] as a looping animation of grids (as `save_samples` tiles
     them), FRAME_MS per frame: an animated PNG, or a GIF when `path` ends in .gif. Pillow shows identical
@@ -462,6 +474,12 @@ def sample(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-ema", is_flag=True, help="evaluate the raw generator instead of its EMA")
+@click.option(
+    "--temperatures",
+    default=None,
+    metavar="T1,T2,...",
+    help="text models: also BLEU-4 / self-BLEU-4 of samples drawn at each temperature (the quality-diversity curve)",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="also write the results here")
 def eval_command(
     source: str,
@@ -474,6 +492,7 @@ def eval_command(
     seed: int,
     device: str,
     no_ema: bool,
+    temperatures: str | None,
     json_out: str | None,
 ) -> None:
     """Score a trained model (SOURCE: a run or checkpoint directory, a saved model, or a Hub repo
@@ -492,14 +511,29 @@ def eval_command(
 
     if metrics is not None:
         parse_metrics(metrics)  # a typo fails before any download
+    curve = _parse_floats(temperatures, "--temperatures") if temperatures is not None else None
     model = load_pretrained(source, device=resolve_device(device))
     default = default_metrics(model.plugin.modality, is_paired(model))
     names = list(parse_metrics(metrics if metrics is not None else default))
     if model.conditional and "accuracy" not in names and features == "digits":
         names.append("accuracy")
     shown = bar_is_readable()  # progress bars on a terminal only (their redraws garble logs)
-    result = evaluate(model, data, names, features, n, batch_size, seed, weights, use_ema=not no_ema, progress=shown)
-    rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in result.items()]
+    result = evaluate(
+        model,
+        data,
+        names,
+        features,
+        n,
+        batch_size,
+        seed,
+        weights,
+        use_ema=not no_ema,
+        progress=shown,
+        temperatures=curve,
+    )
+    rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in result.items() if k != "curve"]
+    for point in result.get("curve", []):
+        rows.append((f"temperature {point['temperature']:g}", _scores_line(point)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.ljust(width)}  {value}")

@@ -117,7 +117,7 @@ def _latest_evaluation(model: GANModel, run_dir: Path) -> dict[str, Any] | None:
     if not same_step:  # scores of other weights than the ones saved are not this model's
         return None
     chosen = same_step[-1]
-    keep = ("features", "data", "n", "reference_n", "step")
+    keep = ("features", "data", "n", "reference_n", "step", "curve")
     return {k: chosen[k] for k in (*METRIC_KEYS, *keep) if chosen.get(k) is not None}
 
 
@@ -137,6 +137,29 @@ def task_tag(record: Mapping[str, Any]) -> str:
 
 def _hub_dataset(spec: Any) -> str | None:
     return HUB_DATASETS.get(spec.split("?")[0]) if isinstance(spec, str) else None
+
+
+def _curve_lines(curve: list[Mapping[str, Any]], data: Any) -> list[str]:
+    """The card's quality-diversity section: the model's scores at each sampling temperature."""
+    keys = [k for k in ("bleu4", "self_bleu4") if any(isinstance(p.get(k), (int, float)) for p in curve)]
+
+    def cell(point: Mapping[str, Any], key: str) -> str:
+        value = point.get(key)
+        return f"{value:.4f}" if isinstance(value, (int, float)) else ""
+
+    return [
+        "## Quality-diversity curve",
+        "",
+        f"Samples drawn at each temperature, scored against `{data}`: BLEU-4 measures quality (higher: closer to the "
+        "real texts), self-BLEU-4 diversity (lower: more varied). A text GAN is worth its training where its curve "
+        'lies above the temperature-swept curve of its MLE model (Caccia et al. 2020, "Language GANs falling '
+        "short\"); ganzoo's measurements of that are in `benchmarks/text_curves.py`.",
+        "",
+        "| temperature | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+        *(f"| {float(p.get('temperature', 1.0)):g} | " + " | ".join(cell(p, k) for k in keys) + " |" for p in curve),
+        "",
+    ]
 
 
 def model_card(
@@ -219,6 +242,9 @@ def model_card(
         how = ", ".join(f"{k} {evaluation[k]}" for k in ("features", "n", "step") if evaluation.get(k) is not None)
         lines += ["## Evaluation", "", f"Against `{evaluation.get('data')}` ({how}):", ""]
         lines += ["| metric | value |", "|---|---|", *(f"| {k} | {v:.6g} |" for k, v in metrics.items()), ""]
+    curve = [point for point in evaluation.get("curve") or [] if isinstance(point, Mapping)]
+    if curve:
+        lines += _curve_lines(curve, evaluation.get("data"))
     zoo = record.get("zoo") or {}
     if zoo.get("command"):
         made = "the reference recipe" if zoo.get("reference") else "a variant of the reference recipe"

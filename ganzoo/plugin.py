@@ -142,7 +142,8 @@ class Recipe:
     `name` names the saved directory and Hub repo (e.g. `dcgan-mnist`); `data` is the training data spec and
     `steps` the iterations; `overrides` are `--set` keys of the plugin's config and of `TrainConfig`. The model is
     then scored on `eval_data` (default: `data`) with `metrics` (default: its modality's, see `ganzoo eval`), `n`
-    samples and `features`, and the scores go to its card.
+    samples and `features`, and the scores go to its card; a text model is also scored at each of `temperatures`
+    (its quality-diversity curve, shown on the card).
     """
 
     name: str
@@ -153,6 +154,7 @@ class Recipe:
     metrics: str | None = None
     n: int = 2000
     features: str = "digits"
+    temperatures: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass

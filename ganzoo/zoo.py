@@ -109,6 +109,7 @@ def build_one(
         features=recipe.features,
         n=n or recipe.n,
         progress=progress,
+        temperatures=recipe.temperatures,
     )
     record_evaluation(run_dir, scores, step=result.step, checkpoint=str(result.checkpoint))
     directory = save_pretrained(run_dir, out / recipe.name)

@@ -457,3 +457,19 @@ def test_eval_scores_text_models_with_bleu_and_self_bleu(tmp_path):
     refused = runner.invoke(cli, ["eval", str(run), "--metrics", "fid"])
     assert refused.exit_code == 2
     assert "fid: not a metric for lstm-gan's text samples; accepted: bleu, self-bleu" in refused.output
+
+    # the quality-diversity curve: the same scores as sampling at each temperature by hand
+    curved = evaluate(model, f"text:{held_out}", n=30, seed=3, temperatures=[0.5, 2.0])
+    assert (curved["bleu4"], curved["self_bleu4"]) == (result["bleu4"], result["self_bleu4"])  # temperature 1
+    assert [point["temperature"] for point in curved["curve"]] == [0.5, 2.0]
+    for point in curved["curve"]:
+        drawn = [list(name) for name in model.sample(30, seed=3, temperature=point["temperature"])]
+        assert point["self_bleu4"] == pytest.approx(self_bleu(drawn, sample=500, seed=3))
+    cold, hot = curved["curve"]
+    assert cold["self_bleu4"] > hot["self_bleu4"]  # colder: less varied
+    printed = runner.invoke(
+        cli, ["eval", str(run), "--n", "30", "--data", f"text:{held_out}", "--temperatures", "0.5,2"]
+    )
+    assert printed.exit_code == 0 and "temperature 0.5  bleu4 " in printed.output, printed.output
+    assert runner.invoke(cli, ["eval", str(run), "--temperatures", "warm"]).exit_code == 2
+    assert runner.invoke(cli, ["eval", str(run), "--temperatures", "0,1"]).exit_code == 2

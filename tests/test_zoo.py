@@ -99,6 +99,11 @@ def test_zoo_build_of_a_text_model(tmp_path, monkeypatch):
     assert record["evaluation"]["data"] == "surnames?split=test"
     card = ModelCard(Path("zoo/lstm-gan-surnames/README.md").read_text())
     assert {r.metric_type for r in card.data.eval_results} == {"bleu4", "self_bleu4"}
+    temperatures = ganzoo.get_plugin("lstm-gan").reference_recipe.temperatures
+    assert [point["temperature"] for point in record["evaluation"]["curve"]] == list(temperatures)
+    assert "## Quality-diversity curve" in card.text
+    for point in record["evaluation"]["curve"]:  # the card records the model's position on the curve
+        assert f"| {point['temperature']:g} | {point['bleu4']:.4f} | {point['self_bleu4']:.4f} |" in card.text
 
 
 def test_zoo_errors_are_one_line(tmp_path, monkeypatch):

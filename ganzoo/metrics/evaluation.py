@@ -112,9 +112,14 @@ def evaluate(
     use_ema: bool = True,
     cache: bool = True,
     progress: bool = False,
+    temperatures: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Metrics of `model`'s samples against the real images or texts of `data` (default: the model's training
     data); `metrics` default to `default_metrics` of the model's modality.
+
+    Text models with `temperatures`: also the model's quality-diversity curve (Caccia et al. 2020), `curve`, a
+    list of {temperature, bleu4, self_bleu4} for samples drawn at each temperature; the top-level scores stay
+    those at temperature 1.
 
     Returns the metric values, plus `n`, `reference_n`, `features` (images), `data` and `seconds`.
     """
@@ -129,12 +134,16 @@ def evaluate(
         )
     if n < 2:
         raise UsageError(f"--n must be at least 2 samples, got {n}")
+    if temperatures and modality != "text":
+        raise UsageError(f"--temperatures is for text models; {model.plugin.name} is a {modality} model")
+    if temperatures and not all(t > 0 for t in temperatures):
+        raise UsageError(f"--temperatures must be positive, got {', '.join(f'{t:g}' for t in temperatures)}")
     started = time.perf_counter()
     data = data or model.info.get("data")
     if not data:
         raise UsageError("no data to compare with: pass --data SPEC (the model does not record its training data)")
     if modality == "text":
-        return _evaluate_text(model, data, names, n, seed, use_ema, started)
+        return _evaluate_text(model, data, names, n, seed, use_ema, started, temperatures or ())
     if paired:
         return _evaluate_paired(model, data, names, features, weights, n, batch_size, seed, use_ema, started)
     extractor = features if isinstance(features, FeatureExtractor) else get_features(features, model.device, weights)
@@ -232,9 +241,17 @@ def _evaluate_paired(
 
 
 def _evaluate_text(
-    model: GANModel, data: str, names: Sequence[str], n: int, seed: int, use_ema: bool, started: float
+    model: GANModel,
+    data: str,
+    names: Sequence[str],
+    n: int,
+    seed: int,
+    use_ema: bool,
+    started: float,
+    temperatures: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """BLEU-4 / self-BLEU-4 of n samples, tokenised as the model tokenises (characters, words or ids)."""
+    """BLEU-4 / self-BLEU-4 of n samples, tokenised as the model tokenises (characters, words or ids), at
+    temperature 1 and, as `curve`, at each of `temperatures`."""
     import warnings
 
     from ganzoo.data import resolve_data
@@ -242,19 +259,26 @@ def _evaluate_text(
     from ganzoo.text import tokenize
 
     tokenizer = model.data_info.extras.get("vocab", {}).get("tokenizer", "word")
-
-    samples = [tokenize(text, tokenizer) for text in model.sample(n, seed=seed, use_ema=use_ema)]
-    result: dict[str, Any] = {}
-    reference_n = None
+    references, reference_n = None, None
     if "bleu" in names:
         with warnings.catch_warnings():  # the model's max_length may cut some real texts: scored as it sees them
             warnings.simplefilter("ignore", UserWarning)
             dataset = resolve_data(data).load(**model.plugin.data_options(model.config))
         references = [tokenize(text, tokenizer) for text in dataset.decode()]
         reference_n = len(references)
-        result["bleu4"] = bleu(samples, references)
-    if "self-bleu" in names:
-        result["self_bleu4"] = self_bleu(samples, sample=SELF_BLEU_SCORED, seed=seed)
+
+    def scores(**options: float) -> dict[str, float]:
+        samples = [tokenize(text, tokenizer) for text in model.sample(n, seed=seed, use_ema=use_ema, **options)]
+        scored = {}
+        if references is not None:
+            scored["bleu4"] = bleu(samples, references)
+        if "self-bleu" in names:
+            scored["self_bleu4"] = self_bleu(samples, sample=SELF_BLEU_SCORED, seed=seed)
+        return scored
+
+    result: dict[str, Any] = scores()
+    if temperatures:
+        result["curve"] = [{"temperature": t, **scores(temperature=t)} for t in temperatures]
     result.update(n=n, reference_n=reference_n, data=data, seconds=round(time.perf_counter() - started, 2))
     return result
 

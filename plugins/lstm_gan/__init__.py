@@ -215,7 +215,12 @@ class LSTMGAN(GANPlugin):
     version = "0.4.0"
     Config = LSTMGANConfig
     reference_recipe = Recipe(
-        "lstm-gan-surnames", "surnames?split=train", 2000, eval_data="surnames?split=test", metrics="bleu,self-bleu"
+        "lstm-gan-surnames",
+        "surnames?split=train",
+        2000,
+        eval_data="surnames?split=test",
+        metrics="bleu,self-bleu",
+        temperatures=(0.7, 0.8, 0.9, 1.0, 1.2),
     )
     default_data = "surnames"
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 2000, "batch_size": 64}
