@@ -12,6 +12,12 @@ L1 loss weighted by `lambda_cycle`, identity L1 loss weighted by `lambda_identit
 (2e-4, (0.5, 0.999)); the learning rates stay constant for half the iterations, then decay linearly
 (`lr_schedule=linear-decay` in the training config).
 
+Against the generators changing what an image shows (cycle consistency alone allows it, hiding the source in faint
+signal: Chu et al. 2017), three optional terms: Gaussian noise on the translation before the cycle reads it back
+(`cycle_noise`), a cycle loss on the discriminators' features (`lambda_feature_cycle`), and CyCADA's semantic
+consistency loss (Hoffman et al. 2018) with frozen classifiers of the domains (`semantic`, `semantic_b`: shipped
+names or safetensors files, `ganzoo.metrics.classifiers`), read when training starts and never trained.
+
 Defaults are sized for the embedded 28 px digits pair `digits-8x8-to-mnist` on a CPU: generator width 16 and
 discriminator width 32 (paper: 64 and 64), 2 residual blocks below 64 px (paper: 6 up to 128 px, 9 from 256 px,
 used here at those sizes), PatchGANs with 2 stride-2 layers (34x34 patches) below 64 px and 3 (70x70, the
@@ -104,7 +110,9 @@ def semantic_loss(config: CycleGANConfig, device: Any, real_a: Any, fake_b: Any,
 
 
 def generators_loss(nets: Any, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
-    """Adversarial, cycle-consistency and identity losses of both generators on one batch of each domain."""
+    """Adversarial, cycle-consistency and identity losses of both generators on one batch of each domain, plus the
+    optional content-preservation terms: noise on the translations the cycle reads back (`cycle_noise`), the cycle
+    loss on the discriminators' features (`lambda_feature_cycle`) and the semantic consistency loss (`semantic`)."""
     config = ctx.config
     real_a, real_b = batch["image_a"], batch["image_b"]
     g_ab, g_ba = nets["generator_ab"], nets["generator_ba"]
