@@ -12,9 +12,16 @@ domain A, 3,000 MNIST digits as domain B) for a fixed budget, then translates th
 Baselines: the identity mapping (the source images themselves) and an untrained CycleGAN of the same config.
 
     python benchmarks/cyclegan.py [--steps 1500] [--seeds 0,1,2] [--set key=value ...] [--threads 1] [--write]
+                                  [--variant NAME] [--json FILE]
+    python benchmarks/cyclegan.py --table FILE [--write]
 
 `--set` overrides the plugin's config (e.g. `--set g_width=16`); `--write` updates the "cyclegan" section of
 benchmarks/RESULTS.md and saves a triplet grid of the first seed as benchmarks/cyclegan-stepN.png.
+`--json FILE` appends each finished seed's row (with `--variant`, a name for this invocation's `--set` overrides,
+the config, the steps and the command) to FILE as one JSON line, so the runs of separate invocations accumulate.
+`--table FILE` trains nothing: it prints a table of FILE's rows, one row per variant with medians over its seeds
+(the last row of each variant and seed counts), beside the identity mapping; with `--write` it updates the
+"cyclegan: content preservation" section with the commands that produced the rows.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +49,7 @@ from ganzoo.metrics.features import get_features
 TRAIN = "digits-8x8-to-mnist?split=train"
 HELD_OUT = "digits-8x8-to-mnist?split=test"
 KEYS = ("acc_a2b", "acc_b2a", "cycle_a", "cycle_b", "fid_a2b", "fid_b2a")
+SWEEP_SECTION = "cyclegan: content preservation (digits-8x8-to-mnist)"
 
 
 def held_out(resolution: int) -> dict[str, torch.Tensor]:
@@ -119,11 +129,19 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 avoids contention)")
     parser.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
+    parser.add_argument("--variant", default=None, help="name of this invocation's overrides (default: them)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="append each seed's row to FILE")
+    parser.add_argument("--table", type=Path, default=None, metavar="FILE", help="tabulate FILE's rows; no training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.table is not None:
+        write_table(args.table, args.write)
+        return
     plugin = ganzoo.get_plugin("cyclegan")
     args.steps = args.steps or plugin.train_defaults["steps"]
     config = parse_set_options(args.set_options)
+    variant = args.variant or ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
+    command = shlex.join(["python", "benchmarks/cyclegan.py", *sys.argv[1:]])
     extractor = get_features("digits")
     test = held_out(28)
     baselines = {"identity": score({"a2b": test["a"], "b2a": test["b"]}, test, extractor)}
@@ -135,6 +153,10 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         rows.append(train_and_score(args, config, seed, test, extractor))
         print(json.dumps({"config": config, "steps": args.steps, **rows[-1]}), flush=True)
+        if args.json is not None:
+            line = {"variant": variant, "config": config, "steps": args.steps, **rows[-1], "command": command}
+            with args.json.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
     if args.write:
         write_results(args, config, rows, baselines)
 
@@ -171,6 +193,73 @@ def write_results(args: argparse.Namespace, config: dict, rows: list[dict], base
         "  ", " "
     )
     write_section("cyclegan (digits-8x8-to-mnist)", command, "\n".join(lines))
+
+
+def read_sweep(path: Path) -> dict[str, list[dict]]:
+    """The JSON lines of `path` by variant, in the order variants first appear; a later row of the same variant
+    and seed replaces an earlier one. A variant whose rows disagree on config or steps is an error."""
+    variants: dict[str, dict[int, dict]] = {}
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        row = json.loads(text)
+        seeds = variants.setdefault(row["variant"], {})
+        first = next(iter(seeds.values()), row)
+        if (first["config"], first["steps"]) != (row["config"], row["steps"]):
+            raise SystemExit(f"{path}:{number}: variant {row['variant']!r} ran with another config or step count")
+        seeds[row["seed"]] = row
+    return {name: sorted(seeds.values(), key=lambda row: row["seed"]) for name, seeds in variants.items()}
+
+
+def write_table(path: Path, write: bool) -> None:
+    """Prints (and with `write`, writes) the content-preservation table of the sweep rows in `path`."""
+    variants = read_sweep(path)
+    if not variants:
+        raise SystemExit(f"{path} has no rows")
+    test = held_out(28)
+    identity = score({"a2b": test["a"], "b2a": test["b"]}, test, get_features("digits"))
+
+    def cells(row: dict, per_seed: list[dict] | None = None) -> str:
+        def by_seed(key: str, fmt: str) -> str:
+            values = ", ".join(format(r[key] * (100 if key.startswith("acc") else 1), fmt) for r in per_seed or [])
+            return f" ({values})" if per_seed and len(per_seed) > 1 else ""
+
+        return (
+            f"{100 * row['acc_a2b']:.1f}%{by_seed('acc_a2b', '.1f')} | {100 * row['acc_b2a']:.1f}% "
+            f"| {row['cycle_a']:.3f} | {row['cycle_b']:.3f} | {row['fid_a2b']:.2f}{by_seed('fid_a2b', '.2f')} "
+            f"| {row['fid_b2a']:.2f}"
+        )
+
+    lines = [
+        "| variant | overrides | seeds | steps | acc A->B (per seed) | acc B->A | cycle L1 A | cycle L1 B "
+        "| FID A->B (per seed) | FID B->A | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| identity mapping | | | | {cells(identity)} | |",
+    ]
+    commands: list[str] = []
+    for name, rows in variants.items():
+        median = {key: statistics.median(row[key] for row in rows) for key in (*KEYS, "train_s")}
+        overrides = ", ".join(f"`{k}={v}`" for k, v in rows[0]["config"].items()) or "none"
+        seeds = ",".join(str(row["seed"]) for row in rows)
+        lines.append(
+            f"| {name} | {overrides} | {seeds} | {rows[0]['steps']} | {cells(median, rows)} | {median['train_s']:.0f} |"
+        )
+        commands += [row["command"] for row in rows if row.get("command")]
+    intro = (
+        f"machine: {platform.machine()}, torch {torch.__version__}. Trained on `{TRAIN}`, scored on `{HELD_OUT}` "
+        '(500 UCI / 1,000 MNIST digits) with the shipped `digits` classifier, as in the "cyclegan '
+        '(digits-8x8-to-mnist)" section. One row per variant: medians over its seeds, per-seed values in brackets '
+        "where there are several; train s is the median wall time of one training run."
+    )
+    body = "\n".join([intro, "", *lines])
+    print(body)
+    if write:
+        from results import write_section
+
+        # write_section puts the command in backticks: the table's command, then the ones that made the rows
+        table = shlex.join(["python", "benchmarks/cyclegan.py", "--table", str(path), "--write"])
+        commands = list(dict.fromkeys(commands))  # in order, each once
+        write_section(SWEEP_SECTION, "` from `".join([table, "`, `".join(commands)]) if commands else table, body)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,14 @@ ORACLE_SIZE = {"embed_dim": 32, "hidden_dim": 32}
 PUBLISHED = "ground truth 5.75, MLE 9.04, SeqGAN 8.74, RankGAN 8.25, LeakGAN 7.04 (NLL_oracle)"
 
 
-def _write_tokens(path: Path, sequences: torch.Tensor) -> None:
+def write_tokens(path: Path, sequences: torch.Tensor) -> None:
     path.write_text("\n".join(" ".join(map(str, row)) for row in sequences.tolist()) + "\n", encoding="utf-8")
+
+
+def draw_data(oracle: Oracle, seed: int, train: int, test: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`train` training and `test` held-out oracle sequences of LENGTH tokens, drawn from the run's seed."""
+    data_seed = torch.Generator().manual_seed(seed)
+    return oracle.sample(train, LENGTH, data_seed), oracle.sample(test, LENGTH, data_seed)
 
 
 def _nll_test(nets: Any, test: torch.Tensor, temperature: float = 1.0) -> float:
@@ -62,7 +68,10 @@ def _nll_test(nets: Any, test: torch.Tensor, temperature: float = 1.0) -> float:
     return plugin.nll(nets, test, temperature=temperature)
 
 
-def _scores(nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int, temperature: float) -> dict[str, Any]:
+def oracle_scores(
+    nets: Any, oracle: Oracle, test: torch.Tensor, n: int, seed: int, temperature: float
+) -> dict[str, Any]:
+    """NLL_oracle of `n` samples drawn at `temperature` (seeded by `seed`) and NLL_test at that temperature."""
     generator = torch.Generator(device=nets["generator"].banned.device).manual_seed(seed)
     samples = plugin.sample_tokens(nets, n, generator=generator, temperature=temperature)
     return {
@@ -77,8 +86,7 @@ def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, A
     config.update(pretrain_steps=args.mle_steps, pretrain_d_steps=args.d_steps)
     pretrained_at = args.mle_steps + args.d_steps
     total = pretrained_at + args.adv_steps
-    data_seed = torch.Generator().manual_seed(seed)
-    train_set, test_set = oracle.sample(args.train, LENGTH, data_seed), oracle.sample(args.test, LENGTH, data_seed)
+    train_set, test_set = draw_data(oracle, seed, args.train, args.test)
     rows: list[dict[str, Any]] = []
     start, evaluating = time.perf_counter(), 0.0
 
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, A
             for temperature in temperatures:
                 phase = "mle" if step == pretrained_at else "adversarial"
                 row = {"seed": seed, "step": step, "phase": phase, "net": which, "temperature": temperature}
-                row.update(_scores(nets, oracle, test_set, args.n, seed, temperature))
+                row.update(oracle_scores(nets, oracle, test_set, args.n, seed, temperature))
                 row["train_s"] = round(began - start - evaluating, 1)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -116,7 +124,7 @@ def run(args: argparse.Namespace, seed: int, oracle: Oracle) -> list[dict[str, A
     }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "oracle-train.txt"
-        _write_tokens(data, train_set)
+        write_tokens(data, train_set)
         truth = {"seed": seed, "ground_truth_nll_oracle": round(oracle.nll(test_set), 4), "config": config}
         print(json.dumps(truth), flush=True)
         ganzoo.Trainer(plugin, config, train, data=f"tokens:{data}", out=Path(tmp) / "run", callbacks=[evaluate]).fit()

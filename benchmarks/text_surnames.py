@@ -56,14 +56,15 @@ def score_names(names: list[str], test: list[str], train: set[str], self_bleu_sa
     }
 
 
-def held_out_nll(nets: Any, test: list[str]) -> float:
-    """The generator's NLL per scored position (characters and the end marker) of the held-out names."""
+def held_out_nll(nets: Any, test: list[str], temperature: float = 1.0) -> float:
+    """The generator's NLL per scored position (characters and the end marker) of the held-out names, under its
+    distribution at `temperature`."""
     generator = nets["generator"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # held-out names longer than the longest training name are cut
         encoded = encode_samples(test, generator.vocab, generator.max_length)
     device = next(generator.parameters()).device
-    return plugin.nll(nets, encoded.tokens.to(device), encoded.lengths.to(device))
+    return plugin.nll(nets, encoded.tokens.to(device), encoded.lengths.to(device), temperature=temperature)
 
 
 def train_and_score(args: argparse.Namespace, seed: int, test: list[str], train: set[str]) -> list[dict[str, Any]]:
