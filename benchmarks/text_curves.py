@@ -492,6 +492,11 @@ def verdict(found: Sequence[tuple[str, dict[str, Any]]], noise: float | None, un
         f"{s['compared']} points beyond the frontier)"
         for name, s in beyond
     )
+    if noise is None:
+        return (
+            f"Finding: {noise_text}, so no point is shown to lie beyond the MLE frontier by more than seed noise; "
+            f"points with a positive gap: {parts}."
+        )
     return f"Finding: beyond the MLE frontier by more than {threshold:.3f} {unit} ({noise_text}): {parts}."
 
 
