@@ -201,7 +201,8 @@ def test_biggan_truncation_psi_0_is_each_classes_mean_sample_and_psi_1_the_untru
     assert torch.equal(model.sample(4, seed=0, truncation=1.0), model.sample(4, seed=0))
     mean = model.sample(4, seed=0, condition=threes, truncation=0.0)
     assert torch.equal(mean, model.sample(4, seed=1, condition=threes, truncation=0.0))
-    assert torch.equal(mean, mean[:1].expand_as(mean))
+    # the same sample in every row, up to float rounding: a batched convolution may round rows differently
+    assert torch.allclose(mean, mean[:1].expand_as(mean), atol=1e-6)
     with torch.no_grad():
         g = model.ema["generator"].eval()
         assert torch.allclose(mean, g(torch.zeros(4, 8), threes))
