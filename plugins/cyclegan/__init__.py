@@ -262,10 +262,11 @@ class CycleGAN(GANPlugin):
             from ganzoo.metrics.classifiers import load_classifier
 
             for spec in (config.semantic, config.semantic_b):
-                if spec is not None and load_classifier(spec).channels != config.channels:
+                channels = None if spec is None else load_classifier(spec).channels
+                if channels not in (None, config.channels):
                     raise UsageError(
-                        f"cyclegan semantic classifier {spec!r} reads {load_classifier(spec).channels}-channel "
-                        f"images; this model's have {config.channels}"
+                        f"cyclegan semantic classifier {spec!r} reads {channels}-channel images; this model's have "
+                        f"{config.channels}"
                     )
         spec = OptimizerSpec(lr=config.lr, betas=tuple(config.betas))
         return {role: spec for role in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")}
