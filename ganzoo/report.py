@@ -75,7 +75,7 @@ def _group(key: str) -> str:
         return "evaluation"
     if "/" in key:
         return key.split("/", 1)[0]
-    return {"images_per_s": "throughput"}.get(key, "logged values")
+    return {"images_per_s": "throughput", "data_share": "throughput"}.get(key, "logged values")
 
 
 def curve_groups(runs: Sequence[RunRecord]) -> dict[str, list[str]]:

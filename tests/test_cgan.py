@@ -21,7 +21,7 @@ DIGITS = DataInfo("image", channels=1, resolution=28, num_classes=10)
 
 @pytest.mark.parametrize("g_conditioning", ["cbn", "concat"])
 @pytest.mark.parametrize("d_conditioning", ["projection", "concat"])
-@pytest.mark.parametrize("resolution", [28, 32, 64])
+@pytest.mark.parametrize("resolution", [28, 32, 64, 256])
 def test_shapes_for_every_conditioning(g_conditioning, d_conditioning, resolution):
     model = ganzoo.create_model(
         "cgan",

@@ -14,7 +14,7 @@ from ganzoo import Trainer, UsageError
 from ganzoo.plugin import ADVERSARIAL_LOSSES
 
 
-@pytest.mark.parametrize("resolution", [28, 32, 64])
+@pytest.mark.parametrize("resolution", [28, 32, 64, 128, 256])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_output_shapes(resolution, channels):
     model = ganzoo.create_model("dcgan", resolution=resolution, channels=channels, **DCGAN_TINY)
@@ -95,11 +95,21 @@ def test_discriminator_norms_build_and_run(d_norm):
                 assert sigma.item() == pytest.approx(1.0, rel=0.05)
 
 
-@pytest.mark.parametrize("resolution", [48, 16, 128])
+@pytest.mark.parametrize("resolution", [48, 16, 512])
 def test_unsupported_resolution_is_a_usage_error(resolution):
     with pytest.raises(UsageError, match=f"resolution={resolution}") as caught:
         ganzoo.create_model("dcgan", resolution=resolution)
-    assert "28, 32, 64" in str(caught.value)
+    assert "28, 32, 64, 128, 256" in str(caught.value)
+
+
+def test_widths_double_per_stage_up_to_eight_times_the_width():
+    """DCGAN's 64 px widths (so earlier 28-64 px checkpoints keep their shapes); above, capped at 8 x width."""
+    from ganzoo_plugins.dcgan.networks import discriminator_widths, generator_widths
+
+    assert generator_widths(28, 64) == [128, 64]
+    assert generator_widths(64, 64) == [512, 256, 128, 64]
+    assert generator_widths(256, 64) == [512, 512, 512, 256, 128, 64]
+    assert discriminator_widths(128, 32) == [32, 64, 128, 256, 256]
 
 
 def test_bad_option_values_are_usage_errors():

@@ -161,7 +161,7 @@ def _weights(model: Any) -> dict[str, torch.Tensor]:
 
 def _metrics(run: Path) -> list[dict[str, float]]:
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in line.items() if k != "images_per_s"} for line in lines]
+    return [{k: v for k, v in line.items() if k not in ("images_per_s", "data_share")} for line in lines]
 
 
 def _single(out: Path, **config: Any) -> Any:

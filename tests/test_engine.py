@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import pytest
 import torch
@@ -308,6 +309,23 @@ def test_steps_versus_epochs(tmp_path, train, d_repeats, expected_steps):
 # ------------------------------------------------------------------------------------------ logs and outputs
 
 
+def test_data_share_is_the_time_spent_waiting_for_batches(tmp_path, monkeypatch):
+    """A data path that sleeps 0.2 s per batch dominates a tiny model's step: its share of the wall time shows it."""
+    from ganzoo.engine.data import BatchStream
+
+    fetch = BatchStream.next
+
+    def slow(self):
+        time.sleep(0.2)
+        return fetch(self)
+
+    monkeypatch.setattr(BatchStream, "next", slow)
+    train = dcgan_train(steps=4, log_every=2)
+    Trainer("dcgan", config=DCGAN_TINY, train=train, data="mnist-4k", out=tmp_path / "run").fit()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.3 < line["data_share"] <= 1 for line in lines), lines
+
+
 def test_run_writes_metrics_samples_tensorboard_and_config(tmp_path):
     result = Trainer(
         "dcgan",
@@ -323,6 +341,7 @@ def test_run_writes_metrics_samples_tensorboard_and_config(tmp_path):
         for key in ("loss/discriminator", "loss/generator", "images_per_s", "lr/generator", "lr/discriminator"):
             assert isinstance(line[key], float), key
         assert line["images_per_s"] > 0
+        assert 0 <= line["data_share"] < 1
         assert line["lr/generator"] == pytest.approx(1.6e-3)
 
     samples = sorted(p.name for p in (run_dir / "samples").iterdir())

@@ -19,7 +19,7 @@ TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16}
 
 
 @pytest.mark.parametrize("backbone", ["dcgan", "resnet"])
-@pytest.mark.parametrize("resolution", [28, 32, 64])
+@pytest.mark.parametrize("resolution", [28, 32, 64, 256])
 def test_shapes_and_no_batch_norm_in_the_critic(backbone, resolution):
     model = ganzoo.create_model("wgan-gp", resolution=resolution, channels=3, backbone=backbone, **TINY)
     samples = model.sample(3, seed=0)

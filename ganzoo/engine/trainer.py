@@ -170,7 +170,9 @@ def _mean_logs(logged: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 class _Window:
-    """Logged values since the last metrics line, and the images/s meanwhile.
+    """Logged values since the last metrics line, the images/s meanwhile, and the share of that wall time spent
+    waiting for data (`data_share`: fetching a batch and moving it to the device; near 0 unless data is the
+    bottleneck).
 
     A value is averaged over the times it was logged (an update repeated n_critic times, a phase that ended
     mid-window), a count (`count`) over the window's iterations.
@@ -186,6 +188,7 @@ class _Window:
         self.counters: set[str] = set()
         self.iterations = 0
         self.images = 0
+        self.data_seconds = 0.0
         self.start = time.perf_counter()
 
     def add(self, key: str, value: Any) -> None:
@@ -214,6 +217,7 @@ class _Window:
             values = dict(zip(keys, means.tolist(), strict=True))
         elapsed = time.perf_counter() - self.start
         values["images_per_s"] = self.images / elapsed if elapsed > 0 else 0.0
+        values["data_share"] = min(1.0, self.data_seconds / elapsed) if elapsed > 0 else 0.0
         return values
 
 
@@ -776,7 +780,9 @@ class Trainer:
             for repeat in range(update.repeats):
                 batch = {}
                 if update.needs_data:
+                    waiting = time.perf_counter()
                     batch = {k: _to_device(v, run.device, run.memory_format) for k, v in run.stream.next().items()}
+                    window.data_seconds += time.perf_counter() - waiting
                 measure = judged and repeat == 0
                 loss, logs = self._update(run, update, batch, health=health_step and repeat == 0, measure=measure)
                 if run.probe is not None:

@@ -19,13 +19,12 @@ from typing import Any
 from ganzoo import DataInfo, UsageError, option
 from ganzoo.kit import ImageGAN, digits_recipe, latent, random_labels
 from ganzoo.plugin import ADVERSARIAL_LOSSES
-
-RESOLUTIONS = (28, 32, 64)
+from ganzoo_plugins.dcgan import RESOLUTIONS
 
 
 @dataclasses.dataclass
 class CGANConfig:
-    resolution: int | None = option(None, "image size: 28, 32 or 64 (default: the data's, else 64)")
+    resolution: int | None = option(None, "image size: 28, 32, 64, 128 or 256 (default: the data's, else 64)")
     channels: int | None = option(None, "image channels (default: the data's)", min=1)
     num_classes: int | None = option(None, "number of classes (default: the data's)", min=1)
     latent_dim: int = option(100, "size of the noise vector z", min=1)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo_plugins.dcgan.networks import init_dcgan_weights, stages
+from ganzoo_plugins.dcgan.networks import discriminator_widths, generator_widths, init_dcgan_weights, stages
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -38,8 +38,8 @@ class ConditionalGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim, self.num_classes, self.conditioning = latent_dim, num_classes, conditioning
-        self.base, ups = stages(resolution)
-        widths = [width * 2 ** (ups - 1 - i) for i in range(ups)]
+        self.base = stages(resolution)[0]
+        widths = generator_widths(resolution, width)
         in_dim = latent_dim
         if conditioning == "concat":
             self.embed = nn.Embedding(num_classes, latent_dim)
@@ -84,8 +84,7 @@ class ConditionalDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes, self.conditioning = num_classes, conditioning
-        _, downs = stages(resolution)
-        widths = [width * 2**i for i in range(downs)]
+        widths = discriminator_widths(resolution, width)
         wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
         in_channels = channels + (num_classes if conditioning == "concat" else 0)
         blocks = [nn.Sequential(wrap(nn.Conv2d(in_channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2))]

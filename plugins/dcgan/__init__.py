@@ -1,5 +1,5 @@
 """DCGAN (Radford et al. 2016) as a ganzoo plugin: strided (transposed) convolutions, batch norm, ReLU in G,
-LeakyReLU(0.2) in D, tanh output, N(0, 0.02) init; 28, 32 or 64 px and any channel count.
+LeakyReLU(0.2) in D, tanh output, N(0, 0.02) init; 28 to 256 px and any channel count.
 
 Built on the plugin kit (`ganzoo.kit.ImageGAN`): this module is the config, the two loss functions and the
 networks' construction. It does not import torch, so `ganzoo list` stays fast; the networks are in `networks.py`,
@@ -15,12 +15,12 @@ from ganzoo import DataInfo, option
 from ganzoo.kit import ImageGAN, digits_recipe, latent
 from ganzoo.plugin import ADVERSARIAL_LOSSES
 
-RESOLUTIONS = (28, 32, 64)
+RESOLUTIONS = (28, 32, 64, 128, 256)  # 128 and 256 px: layers capped at 8 x width (networks.py)
 
 
 @dataclasses.dataclass
 class DCGANConfig:
-    resolution: int | None = option(None, "image size: 28, 32 or 64 (default: the data's, else 64)")
+    resolution: int | None = option(None, "image size: 28, 32, 64, 128 or 256 (default: the data's, else 64)")
     channels: int | None = option(None, "image channels (default: the data's)", min=1)
     latent_dim: int = option(100, "size of the noise vector z", min=1)
     g_width: int = option(64, "generator width: channels of its last hidden layer (ngf)", min=1)

@@ -1,6 +1,6 @@
 """WGAN-GP (Gulrajani et al. 2017) as a ganzoo plugin: a critic without batch norm, the Wasserstein loss, the
 gradient penalty on random interpolates (lambda 10), n_critic = 5 critic updates per generator update, and
-Adam(1e-4, betas (0, 0.9)); DCGAN-style or ResNet-style networks at 28, 32 or 64 px.
+Adam(1e-4, betas (0, 0.9)); DCGAN-style or ResNet-style networks at 28 to 256 px.
 
 The penalty comes from `ganzoo.losses.gradient_penalty`, which stays correct under bf16 and fp16 + GradScaler.
 Built on the plugin kit (`ganzoo.kit.ImageGAN`). Networks are in `networks.py`, imported when the model is built,
@@ -14,13 +14,12 @@ from typing import Any
 
 from ganzoo import DataInfo, option
 from ganzoo.kit import ImageGAN, digits_recipe, latent
-
-RESOLUTIONS = (28, 32, 64)
+from ganzoo_plugins.dcgan import RESOLUTIONS
 
 
 @dataclasses.dataclass
 class WGANGPConfig:
-    resolution: int | None = option(None, "image size: 28, 32 or 64 (default: the data's, else 64)")
+    resolution: int | None = option(None, "image size: 28, 32, 64, 128 or 256 (default: the data's, else 64)")
     channels: int | None = option(None, "image channels (default: the data's)", min=1)
     backbone: str = option("dcgan", "networks: dcgan (strided convolutions) or resnet", choices=("dcgan", "resnet"))
     latent_dim: int = option(128, "size of the noise vector z", min=1)

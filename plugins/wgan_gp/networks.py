@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganzoo_plugins.dcgan.networks import Generator as DCGANGenerator
-from ganzoo_plugins.dcgan.networks import init_dcgan_weights, stages
+from ganzoo_plugins.dcgan.networks import discriminator_widths, init_dcgan_weights, stages
 
 
 def _critic_norm(kind: str, channels: int) -> nn.Module:
@@ -22,8 +22,8 @@ class DCGANCritic(nn.Module):
 
     def __init__(self, resolution: int, channels: int, width: int, norm: str) -> None:
         super().__init__()
-        base, downs = stages(resolution)
-        widths = [width * 2**i for i in range(downs)]
+        base = stages(resolution)[0]
+        widths = discriminator_widths(resolution, width)
         blocks = [nn.Sequential(nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2))]
         for w_in, w_out in itertools.pairwise(widths):
             blocks.append(nn.Sequential(nn.Conv2d(w_in, w_out, 4, 2, 1), _critic_norm(norm, w_out), nn.LeakyReLU(0.2)))
