@@ -24,12 +24,15 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import ganzoo
+from ganzoo import get_plugin
 from ganzoo.engine.logging import save_samples
+from ganzoo.engine.trainer import split_overrides
 from ganzoo.metrics.evaluation import evaluate
 from ganzoo.metrics.features import get_features
 
@@ -40,45 +43,86 @@ HELD_OUT = "mnist-4k?split=test"
 
 
 class BudgetSpent(Exception):
-    """Raised from the training callback once the last budget mark is scored: ends the run."""
+    """Raised from the training callback once the last mark is scored: ends the run."""
 
 
-def run(plugin: str, budgets: list[float], seed: int, n: int, extractor) -> list[dict]:
-    """Train `plugin` until the largest budget (CPU-minutes) is spent; a scored row at every budget mark."""
-    marks, rows = sorted(budgets), []
-    evaluating = 0.0  # CPU seconds spent scoring, not charged to the budget
-    start = time.process_time()
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
-    def at_step(trainer: ganzoo.Trainer, step: int) -> None:
+
+def scored_run(
+    plugin: str,
+    marks: list[float],
+    seed: int,
+    n: int,
+    extractor,
+    clock: str = "cpu",
+    overrides: dict[str, str] | None = None,
+    grid: Path | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Train `plugin` on TRAIN until the last of `marks` (seconds of `clock`: this process's CPU time or wall
+        time, evaluations excluded) and score its EMA generator at every mark; one row per mark. `overrides`:
+        `--set`-style KEY=VALUE strings for the plugin's or the engine's config. `grid`: where to save the final
+        samples. `on_row`: called with each row as it is scored. A schedule that ends before the last mark is
+    scored once more at its end (that row `finished`)."""
+    marks, rows = sorted(marks), []
+    now = CLOCKS[clock]
+    evaluating = 0.0  # seconds spent scoring, not charged to the clock
+    start = now()
+
+    def at_step(trainer: ganzoo.Trainer, step: int, finished: bool = False) -> None:
         nonlocal evaluating
-        spent = time.process_time() - start - evaluating
-        if spent < 60 * marks[len(rows)]:
+        spent = now() - start - evaluating
+        if spent < marks[len(rows)] and not finished:
             return
-        began = time.process_time()
+        began = now()
         model = trainer.model
         metrics = "fid,kid,pr,accuracy" if model.conditional else "fid,kid,pr"
         scores = evaluate(model, HELD_OUT, metrics, extractor, n=n, seed=seed)
         batch = trainer.train_config.batch_size
-        row = {"plugin": plugin, "seed": seed, "minutes": marks[len(rows)], "steps": step, "batch": batch}
         precision = json.loads((trainer.run_dir / "config.json").read_text(encoding="utf-8"))["precision"]
-        row.update(cpu_s=round(spent, 1), threads=torch.get_num_threads(), amp=precision)
+        row = {"plugin": plugin, "seed": seed, "seconds": round(spent, 1), "clock": clock, "steps": step}
+        row.update(batch=batch, threads=torch.get_num_threads(), amp=precision)
         row.update({k: v for k, v in scores.items() if isinstance(v, float) and k != "seconds"})
+        if finished:
+            row["finished"] = True  # the schedule's last iteration came before the next mark
         draws = sum(u.repeats for u in trainer.plugin.schedule(model.config) if u.needs_data and u.every == 1)
-        row["images_per_cpu_s"] = round(step * batch * draws / spent, 1)  # real images through D
+        row["images_per_s"] = round(step * batch * draws / spent, 1)  # real images through D per clock second
         rows.append(row)
         print(json.dumps(row), flush=True)
-        if len(rows) == len(marks):
-            samples, per_row = model.sample_grid(100 if model.conditional else 64, seed=0)
-            save_samples(samples, HERE / f"budget-{plugin}-{marks[-1]:g}min.png", per_row)
+        if on_row is not None:
+            on_row(row)
+        if len(rows) == len(marks) or finished:
+            if grid is not None:
+                samples, per_row = model.sample_grid(100 if model.conditional else 64, seed=0)
+                save_samples(samples, grid, per_row)
             raise BudgetSpent
-        evaluating += time.process_time() - began
+        evaluating += now() - began
 
     train = {"steps": 10**7, "seed": seed, "progress": False, "tensorboard": False}
     train.update(checkpoint_every=10**7, sample_every=10**7, log_every=500)
+    model_overrides, train_overrides = split_overrides(get_plugin(plugin), dict(overrides or {}))
+    train.update(train_overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = ganzoo.Trainer(plugin, train=train, data=TRAIN, out=Path(tmp) / plugin, callbacks=[at_step])
+        trainer = ganzoo.Trainer(
+            plugin, model_overrides, train, data=TRAIN, out=Path(tmp) / plugin, callbacks=[at_step]
+        )
         with contextlib.suppress(BudgetSpent):
             trainer.fit()
+            if rows and rows[-1]["steps"] == trainer.step:  # the last iteration was scored at a mark
+                rows[-1]["finished"] = True
+            else:
+                at_step(trainer, trainer.step, finished=True)
+    return rows
+
+
+def run(plugin: str, budgets: list[float], seed: int, n: int, extractor) -> list[dict]:
+    """Train `plugin` until the largest budget (CPU-minutes) is spent; a scored row at every budget mark."""
+    grid = HERE / f"budget-{plugin}-{max(budgets):g}min.png"
+    rows = scored_run(plugin, [60 * b for b in budgets], seed, n, extractor, grid=grid)
+    for row, minutes in zip(rows, sorted(budgets), strict=True):
+        row.update(minutes=minutes, cpu_s=row.pop("seconds"), images_per_cpu_s=row.pop("images_per_s"))
+        del row["clock"]
     return rows
 
 

@@ -43,8 +43,9 @@ print(json.dumps({"peak_mb": peak, "seconds": time.perf_counter() - started, "fi
 """
 
 
-def write_images(folder: Path, count: int) -> None:
-    """`count` 64 px PNGs of smooth random colour fields (a 4x4 field of colours, upscaled)."""
+def write_images(folder: Path, count: int, size: int = 64) -> None:
+    """`count` `size` px PNGs of smooth random colour fields (a 4x4 field of colours, upscaled), a subfolder per
+    thousand."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for index in range(count):
@@ -53,7 +54,7 @@ def write_images(folder: Path, count: int) -> None:
             continue
         path.parent.mkdir(exist_ok=True)
         field = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        Image.fromarray(field).resize((64, 64), Image.Resampling.BICUBIC).save(path, compress_level=1)
+        Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC).save(path, compress_level=1)
 
 
 def run(folder: Path, limit_mb: str, args: argparse.Namespace, cache: Path) -> dict:
