@@ -164,16 +164,23 @@ def write_results() -> None:
     write_section("quality at a fixed CPU budget", command, "\n".join(lines))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plugins", default="", help="comma-separated image plugins to train")
-    parser.add_argument("--budgets", default="10,30", help="CPU-minutes at which to score, comma-separated")
+def parse_run_options(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options every clocked benchmark shares (seed, samples per score, threads, --write), parsed; sets the
+    torch threads."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=2000, help="generated samples per score")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="render the RESULTS.md section from the record")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugins", default="", help="comma-separated image plugins to train")
+    parser.add_argument("--budgets", default="10,30", help="CPU-minutes at which to score, comma-separated")
+    args = parse_run_options(parser)
     budgets = [float(b) for b in args.budgets.split(",")]
     extractor = get_features("digits")
     for plugin in filter(None, args.plugins.split(",")):

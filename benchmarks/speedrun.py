@@ -22,7 +22,7 @@ import platform
 from pathlib import Path
 
 import torch
-from budget import HELD_OUT, TRAIN, scored_run
+from budget import HELD_OUT, TRAIN, parse_run_options, scored_run
 
 from ganzoo.config import parse_set_options
 from ganzoo.metrics.features import get_features
@@ -112,12 +112,7 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n", type=int, default=2000, help="generated samples per score")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--write", action="store_true", help="render the RESULTS.md section from the record")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_run_options(parser)
     if args.recipe:
         overrides = parse_set_options(args.sets)
         settings = " ".join([args.plugin, *(f"--set {k}={v}" for k, v in overrides.items())])
