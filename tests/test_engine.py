@@ -309,6 +309,27 @@ def test_steps_versus_epochs(tmp_path, train, d_repeats, expected_steps):
 # ------------------------------------------------------------------------------------------ logs and outputs
 
 
+def test_channels_last_trains_in_that_layout_and_hands_back_the_default_one(tmp_path):
+    """`channels_last`: 4-D weights are channels-last while training; the returned model is back in the default
+    layout, so it samples exactly as its saved copy loads."""
+    from ganzoo.hub import load_pretrained, save_pretrained
+
+    layouts = []
+
+    def weights_4d(model) -> list[torch.Tensor]:
+        return [p for net in model.nets.values() for p in net.parameters() if p.ndim == 4]
+
+    def record(trainer, step):
+        layouts.append(all(p.is_contiguous(memory_format=torch.channels_last) for p in weights_4d(trainer.model)))
+
+    train = dcgan_train(steps=2, channels_last=True)
+    result = Trainer("dcgan", DCGAN_TINY, train, data="mnist-4k", out=tmp_path / "run", callbacks=[record]).fit()
+    assert layouts == [True, True]
+    assert all(p.is_contiguous() for p in weights_4d(result.model))
+    loaded = load_pretrained(save_pretrained(result.model, tmp_path / "saved"))
+    assert torch.equal(result.model.sample(4, seed=0), loaded.sample(4, seed=0))
+
+
 def test_data_share_is_the_time_spent_waiting_for_batches(tmp_path, monkeypatch):
     """A data path that sleeps 0.2 s per batch dominates a tiny model's step: its share of the wall time shows it."""
     from ganzoo.engine.data import BatchStream

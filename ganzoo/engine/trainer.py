@@ -748,6 +748,9 @@ class Trainer:
                 logger.close()
         if run.dist.is_main and sample_path is None:
             sample_path = self._write_samples(run.model, None)
+        if run.memory_format != torch.contiguous_format:  # the default layout back: the returned model then
+            for net in [*run.model.nets.values(), *run.model.ema.values()]:  # samples exactly as its saved copy
+                net.to(memory_format=torch.contiguous_format)  # loads (kernels of other layouts round otherwise)
         run.model.info = {
             "source": str(self.run_dir),
             "checkpoint": str(last_checkpoint),
