@@ -61,9 +61,9 @@ def scored_run(
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Train `plugin` on TRAIN until the last of `marks` (seconds of `clock`: this process's CPU time or wall
-        time, evaluations excluded) and score its EMA generator at every mark; one row per mark. `overrides`:
-        `--set`-style KEY=VALUE strings for the plugin's or the engine's config. `grid`: where to save the final
-        samples. `on_row`: called with each row as it is scored. A schedule that ends before the last mark is
+    time, evaluations excluded) and score its EMA generator at every mark; one row per mark. `overrides`:
+    `--set`-style KEY=VALUE strings for the plugin's or the engine's config. `grid`: where to save the final
+    samples. `on_row`: called with each row as it is scored. A schedule that ends before the last mark is
     scored once more at its end (that row `finished`)."""
     marks, rows = sorted(marks), []
     now = CLOCKS[clock]
@@ -109,10 +109,7 @@ def scored_run(
         )
         with contextlib.suppress(BudgetSpent):
             trainer.fit()
-            if rows and rows[-1]["steps"] == trainer.step:  # the last iteration was scored at a mark
-                rows[-1]["finished"] = True
-            else:
-                at_step(trainer, trainer.step, finished=True)
+            at_step(trainer, trainer.step, finished=True)
     return rows
 
 
@@ -127,9 +124,9 @@ def run(plugin: str, budgets: list[float], seed: int, n: int, extractor) -> list
 
 
 def write_results() -> None:
-    from results import write_section
+    from results import read_jsonl, write_section
 
-    rows = [json.loads(line) for line in RECORD.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(RECORD)
     minutes = sorted({row["minutes"] for row in rows})
     plugins = sorted({row["plugin"] for row in rows}, key=lambda p: min(r["fid"] for r in rows if r["plugin"] == p))
     lines = [

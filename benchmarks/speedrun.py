@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from budget import HELD_OUT, TRAIN, parse_run_options, scored_run
+from results import read_jsonl, write_section
 
 from ganzoo.config import parse_set_options
 from ganzoo.metrics.features import get_features
@@ -52,7 +53,7 @@ def best_within(rows: list[dict], minutes: float) -> float | None:
 
 
 def table(records: list[dict]) -> str:
-    """The markdown table of every recorded (recipe, seed) run, best 30-minute FID first."""
+    """The markdown table of every recorded (recipe, seed) run, the run with the best FID first."""
     runs: dict[tuple[str, int], list[dict]] = {}
     for row in records:
         runs.setdefault((row["recipe"], row["seed"]), []).append(row)
@@ -83,16 +84,8 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def read_record() -> list[dict]:
-    if not RECORD.is_file():
-        return []
-    return [json.loads(line) for line in RECORD.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def write_results() -> None:
-    from results import write_section
-
-    records = read_record()
+    records = read_jsonl(RECORD)
     body = (
         f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. Each run one process "
         f"on `{TRAIN}`, its EMA generator scored with {records[0]['n']} samples against `{HELD_OUT}` (`digits` "
@@ -117,7 +110,7 @@ def main() -> None:
         overrides = parse_set_options(args.sets)
         settings = " ".join([args.plugin, *(f"--set {k}={v}" for k, v in overrides.items())])
         RECORD.parent.mkdir(exist_ok=True)
-        others = [row for row in read_record() if (row["recipe"], row["seed"]) != (args.recipe, args.seed)]
+        others = [row for row in read_jsonl(RECORD) if (row["recipe"], row["seed"]) != (args.recipe, args.seed)]
         RECORD.write_text("".join(json.dumps(row) + "\n" for row in others), encoding="utf-8")  # a rerun replaces
 
         def record(row: dict) -> None:

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from data_cache import write_images
+from results import read_jsonl, write_section
 
 HERE = Path(__file__).parent
 RECORD = HERE / "data" / "throughput.jsonl"
@@ -81,12 +82,6 @@ def measure(plugin: str, size: int, root: Path, cache: Path, args: argparse.Name
     return [{**common, **row} for row in rows]
 
 
-def read_record() -> list[dict]:
-    if not RECORD.is_file():
-        return []
-    return [json.loads(line) for line in RECORD.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def table(rows: list[dict]) -> str:
     """One line per plugin and size: images/s per mode (ratio against fp32) and the largest data share."""
     names = [f"{p}{' + channels_last' if cl else ''}" for p, cl in MODES]
@@ -131,13 +126,11 @@ def main() -> None:
     for plugin in filter(None, args.plugins.split(",")):
         for size in [int(s) for s in args.sizes.split(",")]:
             rows = measure(plugin, size, work / "images", work / "cache", args)
-            kept = [r for r in read_record() if (r["plugin"], r["px"]) != (plugin, size)]  # a rerun replaces
+            kept = [r for r in read_jsonl(RECORD) if (r["plugin"], r["px"]) != (plugin, size)]  # a rerun replaces
             RECORD.write_text("".join(json.dumps(r) + "\n" for r in [*kept, *rows]), encoding="utf-8")
             print(table(rows), flush=True)
     if args.write:
-        from results import write_section
-
-        rows = read_record()
+        rows = read_jsonl(RECORD)
         body = (
             f"machine: {platform.machine()}, {os.cpu_count()} cores, {rows[0]['threads']} torch threads, run alone. "
             f"Each plugin's defaults at the given resolution and batch, {rows[0]['steps']} iterations per mode "
