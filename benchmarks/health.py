@@ -66,6 +66,9 @@ class Run:
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     note: str = ""
     seed: int = 0
+    every: int | None = None  # iterations between evaluations (None: --every)
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)  # engine overrides (precision, on_divergence)
+    held_out: bool = False  # recorded after the rules and thresholds were chosen: not used to choose them
 
     @property
     def text(self) -> bool:
@@ -79,6 +82,7 @@ RUNS = [
     Run("wgan-gp-default", "wgan-gp", True, 1500, WGAN_SMALL),
     Run("lstm-gan-default", "lstm-gan", True, 2000),
     Run("dcgan-seed1", "dcgan", True, 1000, note="seed 1", seed=1),
+    Run("dcgan-long", "dcgan", True, 8000, note="8,000 iterations", every=500),
     Run("dcgan-lr1e-2", "dcgan", False, 1000, {"lr_g": 1e-2, "lr_d": 1e-2, "betas": (0.9, 0.999)}),
     Run("dcgan-g-frozen", "dcgan", False, 1000, {"lr_g": 0.0}, "generator not learning"),
     Run("dcgan-d-wins", "dcgan", False, 1000, {"lr_g": 1e-5, "lr_d": 1e-2}, "discriminator wins"),
@@ -109,6 +113,65 @@ RUNS = [
         "the same, 3,000 adversarial iterations",
     ),
 ]
+CGAN_CONCAT = {"g_conditioning": "concat", "d_norm": "spectral", "class_weight": 0.0, "lr_g": 1e-3, "lr_d": 1e-3}
+HELD_OUT = [  # new seeds of the runs above, and configurations the rules never saw
+    Run("dcgan-seed2", "dcgan", True, 1000, note="seed 2", seed=2, held_out=True),
+    Run("cgan-seed1", "cgan", True, 1000, note="seed 1", seed=1, held_out=True),
+    Run("wgan-gp-seed1", "wgan-gp", True, 1500, WGAN_SMALL, "seed 1", seed=1, held_out=True),
+    Run("lstm-gan-seed1", "lstm-gan", True, 2000, note="seed 1", seed=1, held_out=True),
+    Run("dcgan-long-seed1", "dcgan", True, 6000, note="seed 1, 6,000 iterations", seed=1, every=500, held_out=True),
+    Run(
+        "dcgan-lr1e-2-seed1",
+        "dcgan",
+        False,
+        1000,
+        {"lr_g": 1e-2, "lr_d": 1e-2, "betas": (0.9, 0.999)},
+        "seed 1",
+        seed=1,
+        held_out=True,
+    ),
+    Run("dcgan-g-frozen-seed1", "dcgan", False, 1000, {"lr_g": 0.0}, "seed 1", seed=1, held_out=True),
+    Run(
+        "cgan-lr1e-2-seed1",
+        "cgan",
+        False,
+        1000,
+        {"lr_g": 1e-2, "lr_d": 1e-2, "betas": (0.9, 0.999)},
+        "seed 1",
+        seed=1,
+        held_out=True,
+    ),
+    Run(
+        "cgan-concat-sn",
+        "cgan",
+        False,
+        1000,
+        {**CGAN_CONCAT, "betas": (0.0, 0.999)},
+        "RESULTS.md 'cgan defaults': recall 0.000 at 1,000",
+        held_out=True,
+    ),
+    Run(
+        "wgan-gp-nogp-nonorm-seed1",
+        "wgan-gp",
+        False,
+        1000,
+        {**WGAN_SMALL, "gp_weight": 0.0, "critic_norm": "none", "lr_g": 5e-3, "lr_d": 5e-3, "betas": (0.5, 0.999)},
+        "seed 1",
+        seed=1,
+        held_out=True,
+    ),
+    Run(
+        "lstm-gan-soft-long-seed1",
+        "lstm-gan",
+        False,
+        4000,
+        {"straight_through": False, "beta_max": 2.0, "lr_g": 1e-3},
+        "seed 1",
+        seed=1,
+        held_out=True,
+    ),
+]
+RUNS += HELD_OUT
 BY_NAME = {run.name: run for run in RUNS}
 
 
@@ -133,14 +196,14 @@ def train(run: Run, seed: int, n: int, every: int, extractor: Any) -> dict[str, 
         evaluating += time.perf_counter() - began
 
     train_config = {"steps": run.steps, "seed": seed, "progress": False, "tensorboard": False}
-    train_config.update(checkpoint_every=10**7, sample_every=10**7)
-    diverged = None
+    train_config.update(checkpoint_every=10**7, sample_every=10**7, **run.train)
+    diverged, rollbacks = None, []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / run.name
         data = TEXT_TRAIN if run.text else IMAGE_TRAIN
         trainer = ganzoo.Trainer(run.plugin, run.config, train_config, data=data, out=out, callbacks=[at_step])
         try:
-            trainer.fit()
+            rollbacks = trainer.fit().rollbacks
         except DivergenceError as error:
             diverged = {"step": error.step, "error": str(error)}
         warnings = read_health(out)
@@ -155,6 +218,8 @@ def train(run: Run, seed: int, n: int, every: int, extractor: Any) -> dict[str, 
         "healthy": run.healthy,
         "steps": run.steps,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in run.config.items()},
+        "train": run.train,
+        "held_out": run.held_out,
         "note": run.note,
         "seed": seed,
         "n": n,
@@ -162,6 +227,7 @@ def train(run: Run, seed: int, n: int, every: int, extractor: Any) -> dict[str, 
         "train_s": round(wall - evaluating, 1),
         "eval_s": round(evaluating, 1),
         "diverged": diverged,
+        "rollbacks": rollbacks,
         "warnings": warnings,
         "evals": evals,
         "metrics": lines,
@@ -204,12 +270,22 @@ def in_time(first: int | None, collapse: int | None, steps: int) -> bool:
     return first is not None and collapse is not None and first <= collapse + IN_TIME * steps
 
 
-def outcome(rows: dict[str, dict[str, Any]], thresholds: Thresholds) -> tuple[int, int, int, int, list[str]]:
-    """(collapses flagged in time, collapses, healthy runs warned, healthy runs, the runs that went wrong)."""
+def rescue(row: dict[str, Any]) -> bool:
+    """A run of the rollback policy (judged by whether it finishes, not by its warnings)."""
+    return row.get("train", {}).get("on_divergence") == "rollback"
+
+
+def outcome(
+    rows: dict[str, dict[str, Any]], thresholds: Thresholds, held_out: bool = False
+) -> tuple[int, int, int, int, list[str]]:
+    """(collapses flagged in time, collapses, healthy runs warned, healthy runs, the runs that went wrong) over the
+    runs the rules were chosen on, or (`held_out`) over those recorded after."""
     healthy_by_plugin = {r["plugin"]: r for r in rows.values() if r["healthy"] and r["run"].endswith("-default")}
     flagged = collapses = alarms = healthy = 0
     wrong = []
     for row in rows.values():
+        if rescue(row) or bool(row.get("held_out")) != held_out:
+            continue
         warnings = replay(row, thresholds)
         first = min((step for step, _ in warnings), default=None)
         if row["healthy"]:
@@ -266,12 +342,14 @@ def write_results() -> None:
         "every row; the latest of each run is used (wgan-gp-default and lstm-gan-default were first run shorter, "
         "500 and 800 iterations, and re-run).",
         "",
-        "| run | plugin | healthy? | config | iterations | first warning (step: name) | all warnings | now | "
+        "| run | set | plugin | healthy? | config | iterations | first warning (step: name) | all warnings | now | "
         "collapse step | recall / self-BLEU at the end (healthy run) | final FID | in time? | train + eval s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in order:
         row = rows[name]
+        if rescue(row):
+            continue
         config = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "defaults"
         if row["note"]:
             config += f" ({row['note']})"
@@ -295,16 +373,20 @@ def write_results() -> None:
         else:
             verdict = "yes" if in_time(warnings[0]["step"] if warnings else None, collapse, row["steps"]) else "no"
         lines.append(
-            f"| {name} | {row['plugin']} | {'yes' if row['healthy'] else 'no'} | {config} | {row['steps']} | {first} "
+            f"| {name} | {'held out' if row.get('held_out') else 'chosen on'} | {row['plugin']} | "
+            f"{'yes' if row['healthy'] else 'no'} | {config} | {row['steps']} | {first} "
             f"| {others} | {now} | {collapse if collapse is not None else '-'} | {quality} | {fmt(last.get('fid'), 2)} "
             f"| {verdict} | {row['train_s']:.0f} + {row['eval_s']:.0f} |"
         )
-    flagged, collapses, alarms, healthy, wrong = outcome(rows, Thresholds())
+    lines.append("")
+    for held_out, which in ((False, "the runs the rules were chosen on"), (True, "held-out runs (recorded after)")):
+        flagged, collapses, alarms, healthy, wrong = outcome(rows, Thresholds(), held_out)
+        lines.append(
+            f"At the current defaults (replayed), {which}: {flagged} of {collapses} collapses flagged in time; false "
+            f"alarms on {alarms} of {healthy} healthy runs ({alarms / max(healthy, 1):.0%})"
+            + (f"; wrong: {', '.join(wrong)}." if wrong else ".")
+        )
     lines += [
-        "",
-        f"At the current defaults (replayed): {flagged} of {collapses} collapses flagged in time; false alarms on "
-        f"{alarms} of {healthy} "
-        f"healthy runs ({alarms / max(healthy, 1):.0%}).",
         "",
         "Recall (image runs) or self-BLEU-4 (text) at each evaluation, step: value:",
         "",
@@ -431,10 +513,11 @@ def main() -> None:
     names = [run.name for run in RUNS] if args.runs == "all" else list(filter(None, args.runs.split(",")))
     extractor = get_features("digits") if names else None
     for name in names:
-        row = train(BY_NAME[name], args.seed + BY_NAME[name].seed, args.n, args.every, extractor)
+        run = BY_NAME[name]
+        row = train(run, args.seed + run.seed, args.n, run.every or args.every, extractor)
         RECORD.parent.mkdir(exist_ok=True)
-        with RECORD.open("a", encoding="utf-8") as record:
-            record.write(json.dumps(row) + "\n")
+        with RECORD.open("ab", buffering=0) as record:  # one write: runs side by side append whole lines
+            record.write((json.dumps(row) + "\n").encode())
         summary = {k: row[k] for k in ("run", "train_s", "eval_s", "diverged", "warnings")}
         print(json.dumps(summary), flush=True)
     if args.write:

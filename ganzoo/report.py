@@ -73,6 +73,8 @@ def read_run(path: str | Path) -> RunRecord:
 def _group(key: str) -> str:
     if key.startswith("eval/"):
         return "evaluation"
+    if key.count("/") >= 2:  # health/grad_norm/<role>, health/update/<role>: one figure per quantity (its scale)
+        return key.rsplit("/", 1)[0]
     if "/" in key:
         return key.split("/", 1)[0]
     return {"images_per_s": "throughput", "data_share": "throughput"}.get(key, "logged values")

@@ -13,8 +13,20 @@ from click.testing import CliRunner
 import ganzoo
 from ganzoo.cli import cli
 from ganzoo.data import resolve_data
-from ganzoo.engine.health import HEALTH_FILE, HealthProbe, HealthRules, Thresholds, pairwise_spread, separation
+from ganzoo.engine.health import (
+    HEALTH_FILE,
+    HealthProbe,
+    HealthRules,
+    RecallProbe,
+    Thresholds,
+    pairwise_spread,
+    parameter_snapshot,
+    relative_update,
+    separation,
+)
 from ganzoo.engine.logging import read_metrics
+from ganzoo.errors import UsageError
+from ganzoo.metrics.features import get_features
 
 TINY = {"g_width": 4, "d_width": 4, "latent_dim": 8}
 QUIET = {"progress": False, "tensorboard": False, "batch_size": 8, "log_every": 2, "health_every": 2}
@@ -32,6 +44,7 @@ def healthy_line(step: int) -> dict[str, float]:
         "health/diversity": 0.95 - wobble,
         "health/grad_norm/generator": 3.0 + wobble,
         "health/grad_norm/discriminator": 2.0,
+        "health/update/generator": 4e-3 + 1e-4 * wobble,
     }
 
 
@@ -62,6 +75,7 @@ def test_a_healthy_trace_raises_nothing():
         ("mode collapse suspected", {"health/diversity": lambda i: 0.4 - 0.02 * i}),
         ("discriminator wins", {"health/d_auc": 0.999, "loss/generator": lambda i: 2 + 0.3 * i}),
         ("generator not learning", {"health/grad_norm/generator": 1e-6}),
+        ("generator not learning", {"health/update/generator": 0.0}),  # lr 0: gradients as usual, no move
         ("oscillation", {"health/d_auc": lambda i: 0.75 + 0.2 * (-1) ** i}),
         ("loss scale collapsing", {"health/loss_scale/generator": lambda i: 2.0 ** (15 - i)}),
     ],
@@ -84,6 +98,13 @@ def test_near_misses_raise_nothing():
     assert warnings_of(trace(critic)) == []  # a Wasserstein critic (negative loss) separates by design
     assert warnings_of(trace({"health/d_auc": lambda i: 0.85 + 0.07 * (-1) ** i})) == []  # small swings
     assert warnings_of(trace({"health/d_acc_gap": lambda i: 0.7 * (-1) ** i})) == []  # D's bias, not oscillation
+
+
+def test_d_wins_needs_the_samples_to_stop_covering_the_data_when_the_recall_is_measured():
+    wins = {"health/d_auc": 0.999, "loss/generator": lambda i: 2 + 0.3 * i}
+    assert warnings_of(trace({**wins, "health/recall": 0.8})) == []  # a long healthy run's D: sure, samples fine
+    assert warnings_of(trace({**wins, "health/recall": 0.05})) == ["discriminator wins"]
+    assert warnings_of(trace({**wins, "health/recall": 0.2}), recall_floor=0.1) == []
 
 
 def test_separation_and_diversity():
@@ -115,13 +136,56 @@ def test_the_diversity_of_a_collapsed_generator_is_far_below_the_datas():
     assert 0.7 < measure(images[1::2]) < 1.4  # other real digits: about as varied as the data
 
 
+def test_the_relative_update_is_zero_for_a_network_that_does_not_move():
+    net = torch.nn.Linear(3, 2)
+    before = parameter_snapshot(net)
+    assert float(relative_update(net, before)) == 0.0
+    with torch.no_grad():
+        net.weight.add_(0.5)
+    size = torch.linalg.vector_norm(torch.cat([b.flatten() for b in before]))
+    assert float(relative_update(net, before)) == pytest.approx(0.5 * 6**0.5 / float(size), rel=1e-5)
+
+
+class FixedSamples:
+    """A stand-in model whose samples are given images (unconditional)."""
+
+    conditional, num_classes = False, None
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def sample(self, n: int, seed: int | None = None, condition: object = None, use_ema: bool = True) -> torch.Tensor:
+        return self.images[:n]
+
+
+def test_the_small_sample_recall_of_a_collapsed_generator_is_near_zero_and_of_real_digits_high():
+    images = resolve_data("mnist-4k?n=128").load(resolution=28, channels=1).images.float() / 127.5 - 1
+    probe = RecallProbe(get_features("digits"), images[0::2], seed=0)
+    assert probe.n == 64
+    assert probe.measure(FixedSamples(images[1::2])) > 0.6  # other real digits cover the real ones
+    assert probe.measure(FixedSamples(images[7:8].expand(64, -1, -1, -1))) < 0.05  # one digit covers none
+
+
+def test_a_generator_that_does_not_move_is_named(tmp_path):
+    train = {**QUIET, "steps": 8, "health_window": 2}
+    result = ganzoo.Trainer("dcgan", {**TINY, "lr_g": 0.0}, train, data="mnist-4k?n=32", out=tmp_path / "r").fit()
+    assert "generator not learning" in [w.name for w in result.warnings]
+    stuck = next(w for w in result.warnings if w.name == "generator not learning")
+    assert stuck.evidence == "generator weights move by 0 of their norm per step"
+    assert all(
+        line["health/update/generator"] == 0 < line["health/update/discriminator"]
+        for line in read_metrics(tmp_path / "r")
+    )
+
+
 def test_the_engine_logs_health_warns_once_says_it_at_the_end_and_replays_on_resume(tmp_path):
     out = tmp_path / "run"
     train = {**QUIET, "steps": 8, "health_window": 2, "health_g_grad": 1e9}  # every G gradient counts as stuck
     train.update(health_diversity=0, health_d_auc=1, health_oscillation=2)  # and nothing else can fire
     result = ganzoo.Trainer("dcgan", TINY, train, data="mnist-4k?n=32", out=out).fit()
     lines = read_metrics(out)
-    assert {"health/d_auc", "health/diversity", "health/grad_norm/generator"} <= set(lines[0])
+    assert {"health/d_auc", "health/diversity", "health/grad_norm/generator", "health/recall"} <= set(lines[0])
+    assert all(0 <= line["health/recall"] <= 1 for line in lines)
     assert [w.name for w in result.warnings] == ["generator not learning"] and result.warnings[0].step == 4
     assert result.health.startswith("health: step 4: generator not learning (generator gradient norm ")
     recorded = json.loads((out / HEALTH_FILE).read_text())["warnings"]
@@ -130,6 +194,12 @@ def test_the_engine_logs_health_warns_once_says_it_at_the_end_and_replays_on_res
     resumed = ganzoo.Trainer("dcgan", train={**train, "steps": 12}, out=out, resume=True).fit()
     assert [(w.step, w.name) for w in resumed.warnings] == [(4, "generator not learning")]  # not raised again
     assert len(json.loads((out / HEALTH_FILE).read_text())["warnings"]) == 1
+
+    recall_off = {**QUIET, "steps": 2, "health_recall": 0}
+    off = ganzoo.Trainer("dcgan", TINY, recall_off, data="mnist-4k?n=32", out=tmp_path / "off").fit()
+    assert "health/recall" not in read_metrics(off.run_dir)[0] and "health/d_auc" in read_metrics(off.run_dir)[0]
+    with pytest.raises(UsageError, match="health_recall=3: the recall needs more than 3 samples"):
+        ganzoo.Trainer("dcgan", TINY, {**recall_off, "health_recall": 3}, data="mnist-4k?n=32").fit()
 
     quiet = ganzoo.Trainer("dcgan", TINY, {**QUIET, "steps": 4, "health_every": 0}, data="mnist-4k?n=32").fit()
     assert not any(k.startswith("health/") for line in read_metrics(quiet.run_dir) for k in line)

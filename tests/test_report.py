@@ -53,7 +53,8 @@ def runs(tmp_path_factory) -> tuple[Path, Path, Path]:
     """Two tiny dcgan runs (one with a health warning and evaluations) and a tiny lstm-gan run."""
     root = tmp_path_factory.mktemp("report")
     tiny = {"g_width": 4, "d_width": 4, "latent_dim": 8}
-    first = ganzoo.Trainer("dcgan", tiny, {**QUIET, "steps": 6}, data="mnist-4k?n=32", out=root / "a").fit().run_dir
+    first_train = {**QUIET, "steps": 6, "health_every": 2}
+    first = ganzoo.Trainer("dcgan", tiny, first_train, data="mnist-4k?n=32", out=root / "a").fit().run_dir
     second = ganzoo.Trainer("dcgan", tiny, {**QUIET, "steps": 4}, data="mnist-4k?n=32", out=root / "b").fit().run_dir
     for step, fid in ((2, 90.0), (6, 40.0)):
         record_evaluation(first, {"fid": fid, "recall": 0.1 * step, "data": "mnist-4k"}, step=step, checkpoint=None)
@@ -85,6 +86,9 @@ def test_the_report_holds_every_figure_the_samples_warnings_and_scores(runs, tmp
     figures = sorted(p.stem for p in (tmp_path / "figs").iterdir())
     groups = curve_groups([read_run(first), read_run(second)])
     assert {"loss", "lr", "throughput"} <= set(groups) and "loss/generator" in groups["loss"]
+    # one figure per per-network health quantity: gradient norms and update sizes differ in scale
+    assert "health/grad_norm/generator" in groups["health/grad_norm"] and "health/recall" in groups["health"]
+    assert "health/update/discriminator" in groups["health/update"]
     assert len(figures) == len(groups) + 1  # + the evaluations over steps
     grids = [i for i in parser.images if "samples at step" in (i.get("alt") or "")]
     assert len(grids) == 3 + 2  # every saved grid (steps 2, 4, 6 and 2, 4): fewer than the strip's 8

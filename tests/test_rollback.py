@@ -51,6 +51,7 @@ def test_a_rollback_restores_the_checkpoint_lowers_the_learning_rates_and_finish
     info = ckpt.read_trainer_info(out / "checkpoints" / "step-000012")
     assert [(r["step"], r["to"]) for r in info["rollbacks"]] == [(7, 5)]
     assert "the generator loss is nan" in info["rollbacks"][0]["reason"]
+    assert result.rollbacks == info["rollbacks"]  # the result says it too
     steps = [line["step"] for line in read_metrics(out)]
     assert steps == sorted(set(steps)) == list(range(1, 13))  # the lines after the checkpoint were rewound
     state, _ = ckpt.load_training_state(out / "checkpoints" / "step-000012")

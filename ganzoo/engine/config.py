@@ -80,7 +80,10 @@ class TrainConfig:
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)
     health_every: int = option(
-        50, "iterations between health diagnostics (D's AUC and accuracies, diversity, gradient norms); 0: off", min=0
+        50,
+        "iterations between health diagnostics (D's AUC and accuracies, diversity, gradient norms, update sizes, "
+        "recall); 0: off",
+        min=0,
     )
     health_window: int = option(3, "health: metrics lines a warning must see in a row", min=2)
     health_diversity: float = option(
@@ -92,8 +95,24 @@ class TrainConfig:
         min=0,
         max=1,
     )
+    health_recall_floor: float = option(
+        0.3,
+        "health: no 'discriminator wins' while the small-sample recall is at least this (the samples still cover "
+        "the data)",
+        min=0,
+        max=1,
+    )
     health_g_grad: float = option(
         1e-3, "health: 'generator not learning' below this fraction of G's first gradient norm", min=0
+    )
+    health_g_update: float = option(
+        1e-6, "health: 'generator not learning' when a step moves G's weights by less than this fraction", min=0
+    )
+    health_recall: int = option(
+        256,
+        "health: samples (and fixed real images) of the small-sample recall in the eval_features extractor, for "
+        "image generators; 0: off",
+        min=0,
     )
     health_oscillation: float = option(
         0.3, "health: 'oscillation' when D's AUC swings up and down by more than this every line", min=0

@@ -12,9 +12,12 @@ entering its last declared block (`GANPlugin.frozen_d_blocks`); from them
 - `health/diversity`: the mean pairwise distance of the fake batch's features over that of the real batch's, in
   the same D at the same step (1: as varied as the data; near 0: every sample looks alike to D);
 
-and, from the engine, `health/grad_norm/<role>` (each trained network's gradient norm, unscaled under fp16) and
-`health/loss_scale/<update>` (the GradScaler's scale under fp16). The values go into the metrics window, so they
-reach metrics.jsonl and TensorBoard averaged like any other.
+and, from the engine, `health/grad_norm/<role>` (each trained network's gradient norm, unscaled under fp16),
+`health/update/<role>` (how far one optimizer step moved its weights, relative to their norm: 0 for a network
+that does not learn, whatever its gradients), `health/loss_scale/<update>` (the GradScaler's scale under fp16) and,
+for image generators when the run's `eval_features` extractor loads, `health/recall` (`RecallProbe`: a small-sample
+recall of the live generator against fixed real images of the training data). The values go into the metrics
+window, so they reach metrics.jsonl and TensorBoard averaged like any other.
 
 `HealthRules` reads each metrics line and names what it sees, once per kind, with the step and the evidence:
 `mode collapse suspected`, `discriminator wins`, `generator not learning`, `oscillation`, `loss scale
@@ -123,6 +126,44 @@ class HealthProbe:
         return values
 
 
+def parameter_snapshot(module: nn.Module) -> list[torch.Tensor]:
+    """A copy of a network's trainable parameters (before an optimizer step, for `relative_update`)."""
+    return [p.detach().clone() for p in module.parameters() if p.requires_grad]
+
+
+def relative_update(module: nn.Module, before: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """||theta - theta_before|| / ||theta_before|| over the parameters `parameter_snapshot` copied (None: none)."""
+    after = [p.detach() for p in module.parameters() if p.requires_grad]
+    if not before or len(after) != len(before):
+        return None
+    moved = torch.stack([torch.linalg.vector_norm((a - b).float()) for a, b in zip(after, before, strict=True)])
+    size = torch.stack([torch.linalg.vector_norm(b.float()) for b in before])
+    norm = torch.linalg.vector_norm(size)
+    return torch.linalg.vector_norm(moved) / norm if float(norm) > 0 else None
+
+
+class RecallProbe:
+    """The small-sample recall (Kynkaanniemi et al. 2019's, k = 3) of a generator's samples against `real`, n
+    fixed real images, in `extractor`'s features: the same seeded samples every time (labels cycling over the
+    classes for a conditional model), from the live generator (not its EMA), so a collapse shows when it starts.
+    Sampling draws from its own seeded generator: training's random streams are untouched."""
+
+    def __init__(self, extractor: Any, real: torch.Tensor, seed: int) -> None:
+        from ganzoo.metrics.reference import extract_all
+
+        self.extractor, self.n, self.seed = extractor, len(real), seed
+        self.real, _ = extract_all(extractor, real)
+
+    def measure(self, model: Any) -> float:
+        from ganzoo.metrics.evaluation import generate
+        from ganzoo.metrics.reference import extract_all
+        from ganzoo.metrics.stats import precision_recall
+
+        batches, _ = generate(model, self.n, batch_size=self.n, seed=self.seed, use_ema=False)
+        fake, _ = extract_all(self.extractor, torch.cat(batches))
+        return precision_recall(fake, self.real)[1]
+
+
 def gradient_norm(module: nn.Module, scale: float = 1.0) -> torch.Tensor | None:
     """The norm of a network's gradients divided by `scale` (the GradScaler's), or None when it has none."""
     grads = [p.grad.detach().float() for p in module.parameters() if p.grad is not None]
@@ -139,6 +180,8 @@ class Thresholds:
     diversity: float = 0.5
     d_auc: float = 0.99
     g_grad: float = 1e-3
+    g_update: float = 1e-6
+    recall_floor: float = 0.3
     oscillation: float = 0.3
     min_scale: float = 1.0
 
@@ -211,12 +254,19 @@ class HealthRules:
         t = self.thresholds
         # A Wasserstein critic (its loss goes negative) separates real from fake by design: AUC 1 on healthy runs
         wasserstein = d_loss is not None and min(d_loss) < 0
-        if auc and min(auc) > t.d_auc and g_loss and g_loss[-1] > g_loss[0] and not wasserstein:
+        # Late in a long healthy run D separates its training images from the samples too (AUC 0.99+, dcgan after
+        # 3,000 iterations on 3,000 digits) while the samples keep improving: no win while they cover the data
+        recall = self._series("health/recall")
+        covered = recall is not None and max(recall) >= t.recall_floor
+        if auc and min(auc) > t.d_auc and g_loss and g_loss[-1] > g_loss[0] and not wasserstein and not covered:
             return f"D AUC above {t.d_auc:g} for {t.window} lines, G loss {g_loss[0]:.3g} -> {g_loss[-1]:.3g}"
         return None
 
     def _g_stuck(self) -> str | None:
         for role in self.generator_roles:
+            moved = self._series(f"health/update/{role}")
+            if moved and max(moved) < self.thresholds.g_update:
+                return f"{role} weights move by {moved[-1]:.3g} of their norm per step"
             grads = self._series(f"health/grad_norm/{role}")
             if not grads:
                 continue
@@ -275,10 +325,13 @@ __all__ = [
     "HealthProbe",
     "HealthRules",
     "HealthWarning",
+    "RecallProbe",
     "Thresholds",
     "gradient_norm",
     "pairwise_spread",
+    "parameter_snapshot",
     "read_health",
+    "relative_update",
     "separation",
     "write_health",
 ]

@@ -35,7 +35,17 @@ from ganzoo.engine import distributed as ddp
 from ganzoo.engine.ada import AdaptiveAugment
 from ganzoo.engine.config import TrainConfig
 from ganzoo.engine.data import BatchStream
-from ganzoo.engine.health import HealthProbe, HealthRules, HealthWarning, Thresholds, gradient_norm, write_health
+from ganzoo.engine.health import (
+    HealthProbe,
+    HealthRules,
+    HealthWarning,
+    RecallProbe,
+    Thresholds,
+    gradient_norm,
+    parameter_snapshot,
+    relative_update,
+    write_health,
+)
 from ganzoo.engine.lock import RunLock
 from ganzoo.engine.logging import RunLogger, image_grid, read_metrics, save_samples
 from ganzoo.engine.precision import autocast, make_scaler, resolve_device, resolve_precision
@@ -121,6 +131,8 @@ class TrainResult:
     model: GANModel
     warnings: list[HealthWarning] = dataclasses.field(default_factory=list)
     """The health warnings the run raised (all of them, a resumed run's earlier ones too)."""
+    rollbacks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """on_divergence=rollback: each rollback's {step, to, reason} (a resumed run's earlier ones too)."""
 
     @property
     def health(self) -> str:
@@ -158,6 +170,7 @@ class _Run:
     ada: AdaptiveAugment | None = None
     probe: HealthProbe | None = None
     rules: HealthRules | None = None
+    recall: RecallProbe | None = None
     lr_scale: float = 1.0
     """rollback_lr_factor to the power of the rollbacks so far."""
 
@@ -502,20 +515,23 @@ class Trainer:
         ada = None
         if tc.augment == "ada":
             ada = AdaptiveAugment(tc.ada_target, tc.ada_interval, tc.ada_kimg, tc.batch_size * draws, device)
-        probe, rules, hooks = None, None, []
+        probe, rules, recall, hooks = None, None, None, []
         if tc.health_every > 0:  # its hooks first: they must see the batch before augmentation replaces it
             probe = HealthProbe()
             blocks = list(self.plugin.frozen_d_blocks(model.nets))
             hooks = probe.install(self._discriminators(model, schedule), blocks[-1:])
             thresholds = Thresholds(
-                tc.health_window,
-                tc.health_diversity,
-                tc.health_d_auc,
-                tc.health_g_grad,
-                tc.health_oscillation,
-                tc.health_min_scale,
+                window=tc.health_window,
+                diversity=tc.health_diversity,
+                d_auc=tc.health_d_auc,
+                g_grad=tc.health_g_grad,
+                g_update=tc.health_g_update,
+                recall_floor=tc.health_recall_floor,
+                oscillation=tc.health_oscillation,
+                min_scale=tc.health_min_scale,
             )
             rules = HealthRules(thresholds, self.plugin.generator_roles)
+            recall = self._recall_probe(model, dataset, device)
         return _Run(
             dist=dist,
             device=device,
@@ -537,6 +553,7 @@ class Trainer:
             ada=ada,
             probe=probe,
             rules=rules,
+            recall=recall,
         )
 
     def _optimizer_roles(
@@ -601,6 +618,30 @@ class Trainer:
         for net in model.nets.values():
             if any(p.requires_grad for p in net.parameters()):
                 net.compile()
+
+    def _recall_probe(self, model: GANModel, dataset: Any, device: torch.device) -> RecallProbe | None:
+        """The small-sample recall of an image generator (health_recall > 0) against that many real images of the
+        training data, drawn once with the run's seed, when the eval_features extractor loads; None for text and
+        image-to-image models, which generate from no noise."""
+        from ganzoo.metrics.evaluation import is_paired
+        from ganzoo.metrics.features import get_features
+
+        tc = self.train_config
+        if tc.health_recall == 0 or self.plugin.modality != "image" or is_paired(model):
+            return None
+        if tc.health_recall <= 3:
+            raise UsageError(f"health_recall={tc.health_recall}: the recall needs more than 3 samples; 0 turns it off")
+        try:
+            extractor = get_features(tc.eval_features, device)
+        except GanzooError as error:  # e.g. inception without its weights offline: no recall, the rest stays
+            warnings.warn(f"health: no small-sample recall ({error})", UserWarning, stacklevel=2)
+            return None
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(tc.seed))
+        indices = order[: tc.health_recall].tolist()
+        items = dataset.__getitems__(indices) if hasattr(dataset, "__getitems__") else None
+        if items is None:
+            items = {"image": torch.stack([dataset[i]["image"] for i in indices])}
+        return RecallProbe(extractor, items["image"].to(device), seed=tc.seed)
 
     def _discriminators(self, model: GANModel, schedule: Sequence[UpdateStep]) -> list[nn.Module]:
         """Every trained network that is not a generator."""
@@ -758,7 +799,9 @@ class Trainer:
             "data": run.data_spec,
         }
         warnings = list(run.rules.warnings) if run.rules is not None else []
-        return TrainResult(self.run_dir, self.step, last_checkpoint, sample_path, run.model, warnings)
+        return TrainResult(
+            self.run_dir, self.step, last_checkpoint, sample_path, run.model, warnings, list(self._rollbacks)
+        )
 
     def _iteration(self, run: _Run, window: _Window) -> list[tuple[str, torch.Tensor]]:
         """One pass over the update schedule, then buffer sync and EMA; returns each update's loss."""
@@ -810,6 +853,8 @@ class Trainer:
             # timm copies while `step - update_after_step - 1 <= 0`: passing the completed iterations plus one
             # makes exactly `ema_start` iterations copy before the averaging starts.
             ema.update(run.model.nets[role], step=self.step + 2)
+        if health_step and run.recall is not None:
+            window.add("health/recall", run.recall.measure(run.model))
         return losses
 
     def _update(
@@ -825,9 +870,9 @@ class Trainer:
         With `accumulate` N the batch is cut into N equal micro-batches (a generator-only update draws N times
         batch/N samples), each loss divided by N is back-propagated into the same gradients, and the optimizers
         step once: for mean losses, no batch norm and noise drawn once per (micro-)batch, the gradients of the
-        whole batch at once, in 1/N of the activation memory. `health`: also log each network's
-        gradient norm (unscaled) and the fp16 loss scale; `measure`: the health probe reads this update's D calls
-        (on the first micro-batch)."""
+        whole batch at once, in 1/N of the activation memory. `health`: also log each network's gradient norm
+        (unscaled), the step's relative change of its weights and the fp16 loss scale; `measure`: the health probe
+        reads this update's D calls (on the first micro-batch)."""
         nets = run.model.nets
         scaler = run.scalers[update.name]
         optimizers = [run.optimizers[update.optimizer or role] for role in update.networks]
@@ -874,9 +919,14 @@ class Trainer:
             for role, optimizer in zip(update.networks, optimizers, strict=True):
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(nets[role].parameters(), self.train_config.grad_clip)
+        before = {role: parameter_snapshot(nets[role]) for role in update.networks} if health else {}
         for optimizer in optimizers:
             scaler.step(optimizer)
         scaler.update()
+        for role, snapshot in before.items():
+            moved = relative_update(nets[role], snapshot)
+            if moved is not None:
+                logs[f"health/update/{role}"] = moved
         return loss, logs
 
     def _skipped_by_scaler(self, run: _Run, update: UpdateStep) -> bool:
