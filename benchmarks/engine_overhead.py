@@ -3,10 +3,12 @@
 Both run in this process, in alternating rounds, on the embedded digits at 28x28 with batch 64, in fp32 and
 bf16. The hand loop does what the engine's DCGAN schedule does (a D step on a fresh no-grad fake, then a G
 step on a fresh fake), with Adam and the same data indexing, and nothing else; the engine runs with EMA
-off for the like-for-like ratio (a row with EMA on shows what the EMA costs). A third loop reuses the D step's
-fake in the G step, as pytorch/examples' dcgan does: one generator forward fewer per iteration.
+off and the health diagnostics off for the like-for-like ratio (a column with EMA on shows what the EMA costs,
+one with the health diagnostics at their defaults what they cost: every 50th iteration D's separation and
+diversity, gradient norms, update sizes and the 256-sample recall). A third loop reuses the D step's fake in the
+G step, as pytorch/examples' dcgan does: one generator forward fewer per iteration.
 
-    python benchmarks/engine_overhead.py [--rounds 5] [--window 40] [--write]
+    python benchmarks/engine_overhead.py [--rounds 5] [--window 100] [--precisions fp32,bf16] [--write]
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def hand_loop(images: torch.Tensor, steps: int, precision: str, reuse_fake: bool
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def engine_loop(steps: int, precision: str, ema: bool) -> float:
+def engine_loop(steps: int, precision: str, ema: bool, health: bool = False) -> float:
     stamps: dict[int, float] = {}
 
     def clock(trainer: Trainer, step: int) -> None:
@@ -88,6 +90,7 @@ def engine_loop(steps: int, precision: str, ema: bool) -> float:
         "checkpoint_every": 10**6,
         "log_every": 50,
         "device": "cpu",
+        "health_every": 50 if health else 0,
     }
     with tempfile.TemporaryDirectory() as tmp:
         Trainer("dcgan", {}, train, out=Path(tmp) / "run", callbacks=[clock]).fit()
@@ -97,7 +100,8 @@ def engine_loop(steps: int, precision: str, ema: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--window", type=int, default=40, help="timed iterations per round")
+    parser.add_argument("--window", type=int, default=100, help="timed iterations per round (health: every 50th)")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
     parser.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
     args = parser.parse_args()
     images = resolve_data("mnist-4k").load().images
@@ -114,27 +118,34 @@ def main() -> None:
         "computes no discriminator weight gradients, which the plain loop computes and discards."
     )
     lines.append("")
-    lines.append("| precision | hand loop | engine (EMA off) | ratio | engine (EMA on) | reuse-fake loop |")
-    lines.append("|---|---|---|---|---|---|")
-    for precision in ("fp32", "bf16"):
-        runs: dict[str, list[float]] = {"hand": [], "engine": [], "engine_ema": [], "reuse": []}
+    lines.append(
+        "| precision | hand loop | engine (EMA, health off) | ratio | engine (EMA on) | engine (health on) | health "
+        "ratio | reuse-fake loop |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for precision in args.precisions.split(","):
+        runs: dict[str, list[float]] = {"hand": [], "engine": [], "engine_ema": [], "engine_health": [], "reuse": []}
         for _ in range(args.rounds):
             runs["hand"].append(hand_loop(images, args.window, precision, reuse_fake=False))
             runs["engine"].append(engine_loop(args.window, precision, ema=False))
             runs["engine_ema"].append(engine_loop(args.window, precision, ema=True))
+            runs["engine_health"].append(engine_loop(args.window, precision, ema=False, health=True))
             runs["reuse"].append(hand_loop(images, args.window, precision, reuse_fake=True))
         med = {k: statistics.median(v) for k, v in runs.items()}
         ratio = med["engine"] / med["hand"]
         row = (
-            f"| {precision} | {med['hand']:.0f} | {med['engine']:.0f} | {ratio:.3f} | "
-            f"{med['engine_ema']:.0f} | {med['reuse']:.0f} |"
+            f"| {precision} | {med['hand']:.0f} | {med['engine']:.0f} | {ratio:.3f} | {med['engine_ema']:.0f} | "
+            f"{med['engine_health']:.0f} | {med['engine_health'] / med['engine']:.3f} | {med['reuse']:.0f} |"
         )
         print(row, {k: [round(x) for x in v] for k, v in runs.items()}, flush=True)
         lines.append(row)
     if args.write:
         from results import write_section
 
-        command = f"python benchmarks/engine_overhead.py --rounds {args.rounds} --window {args.window} --write"
+        command = (
+            f"python benchmarks/engine_overhead.py --rounds {args.rounds} --window {args.window} "
+            f"--precisions {args.precisions} --write"
+        )
         write_section("engine overhead", command, "\n".join(lines))
 
 

@@ -75,7 +75,14 @@ class Run:
         return self.plugin == "lstm-gan"
 
 
-WGAN_SMALL = {"g_width": 32, "d_width": 32}  # half width: n_critic = 5 makes wgan-gp 5x dearer per iteration
+WGAN_SMALL = {"g_width": 32, "d_width": 32}
+CGAN_CONCAT = {
+    "g_conditioning": "concat",
+    "d_norm": "spectral",
+    "class_weight": 0.0,
+    "lr_g": 1e-3,
+    "lr_d": 1e-3,
+}  # half width: n_critic = 5 makes wgan-gp 5x dearer per iteration
 RUNS = [
     Run("dcgan-default", "dcgan", True, 1000),
     Run("cgan-default", "cgan", True, 1000),
@@ -112,8 +119,15 @@ RUNS = [
         {"straight_through": False, "beta_max": 2.0, "lr_g": 1e-3},
         "the same, 3,000 adversarial iterations",
     ),
+    Run(
+        "cgan-concat-sn",
+        "cgan",
+        False,
+        1000,
+        {**CGAN_CONCAT, "betas": (0.0, 0.999)},
+        "RESULTS.md 'cgan defaults': recall 0.000 at 1,000",
+    ),
 ]
-CGAN_CONCAT = {"g_conditioning": "concat", "d_norm": "spectral", "class_weight": 0.0, "lr_g": 1e-3, "lr_d": 1e-3}
 HELD_OUT = [  # new seeds of the runs above, and configurations the rules never saw
     Run("dcgan-seed2", "dcgan", True, 1000, note="seed 2", seed=2, held_out=True),
     Run("cgan-seed1", "cgan", True, 1000, note="seed 1", seed=1, held_out=True),
@@ -142,12 +156,13 @@ HELD_OUT = [  # new seeds of the runs above, and configurations the rules never 
         held_out=True,
     ),
     Run(
-        "cgan-concat-sn",
+        "cgan-concat-sn-seed1",
         "cgan",
         False,
         1000,
         {**CGAN_CONCAT, "betas": (0.0, 0.999)},
-        "RESULTS.md 'cgan defaults': recall 0.000 at 1,000",
+        "seed 1",
+        seed=1,
         held_out=True,
     ),
     Run(
@@ -171,7 +186,13 @@ HELD_OUT = [  # new seeds of the runs above, and configurations the rules never 
         held_out=True,
     ),
 ]
-RUNS += HELD_OUT
+ROLLBACK = {"rollback_on_warning": True, "checkpoint_every": 50}  # the recovery policy, a checkpoint every line
+RESCUED = {run.name: run for run in RUNS if run.name in ("dcgan-lr1e-2", "cgan-lr1e-2", "lstm-gan-soft-long")}
+RESCUES = [  # those collapsing runs again under the rollback policy: does it turn them into finished, sane runs?
+    dataclasses.replace(run, name=f"{name}-rollback", note=f"{name} + rollback_on_warning", train=ROLLBACK)
+    for name, run in RESCUED.items()
+]
+RUNS += HELD_OUT + RESCUES
 BY_NAME = {run.name: run for run in RUNS}
 
 
@@ -183,6 +204,8 @@ def train(run: Run, seed: int, n: int, every: int, extractor: Any) -> dict[str, 
 
     def at_step(trainer: ganzoo.Trainer, step: int) -> None:
         nonlocal evaluating
+        while evals and evals[-1]["step"] >= step:  # a rollback went back past them: that stretch is gone
+            evals.pop()
         if step % every and step != run.steps:
             return
         began = time.perf_counter()
@@ -196,7 +219,7 @@ def train(run: Run, seed: int, n: int, every: int, extractor: Any) -> dict[str, 
         evaluating += time.perf_counter() - began
 
     train_config = {"steps": run.steps, "seed": seed, "progress": False, "tensorboard": False}
-    train_config.update(checkpoint_every=10**7, sample_every=10**7, **run.train)
+    train_config.update({"checkpoint_every": 10**7, "sample_every": 10**7, **run.train})
     diverged, rollbacks = None, []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / run.name
@@ -495,6 +518,59 @@ Findings (written by hand from the tables above, 2026-12-02):
 """
 
 
+PROBE_RECORD = HERE / "data" / "divergence_probe.jsonl"
+WGAN_NO_NORM = {**WGAN_SMALL, "critic_norm": "none", "betas": (0.9, 0.999)}
+PROBES = [  # (plugin, config, iterations): learning rates far above the defaults, fp32, until a NaN or the end
+    ("dcgan", {"lr_g": 0.1, "lr_d": 0.1, "betas": (0.9, 0.999)}, 400),
+    ("dcgan", {"lr_g": 10.0, "lr_d": 10.0, "betas": (0.9, 0.999)}, 300),
+    ("wgan-gp", {**WGAN_SMALL, "lr_g": 1e-2, "lr_d": 1e-2}, 300),
+    ("wgan-gp", {**WGAN_NO_NORM, "lr_g": 1e-2, "lr_d": 1e-2}, 300),
+    ("wgan-gp", {**WGAN_NO_NORM, "lr_g": 0.1, "lr_d": 0.1}, 200),
+    ("wgan-gp", {**WGAN_NO_NORM, "lr_g": 1.0, "lr_d": 1.0}, 150),
+    ("wgan-gp", {**WGAN_NO_NORM, "lr_g": 10.0, "lr_d": 10.0}, 150),
+    ("wgan-gp", {**WGAN_NO_NORM, "gp_weight": 0.0, "lr_g": 5e-2, "lr_d": 5e-2}, 300),
+    ("wgan-gp", {**WGAN_NO_NORM, "gp_weight": 0.0, "lr_g": 0.5, "lr_d": 0.5}, 200),
+    ("stylegan2", {"lr": 0.05}, 100),
+    ("stylegan2", {"lr": 1.0}, 60),
+    ("lstm-gan", {"lr_g": 0.1, "lr_d": 0.1}, 1500),
+]
+
+
+def probe_divergence() -> None:
+    """Train each of PROBES (fp32, on_divergence stop) and record whether it diverged (a NaN / inf loss or weight)."""
+    rows = []
+    for plugin, config, steps in PROBES:
+        started = time.perf_counter()
+        train = {"steps": steps, "progress": False, "tensorboard": False, "checkpoint_every": 100}
+        train.update(sample_every=10**7, precision="fp32")
+        data = TEXT_TRAIN if plugin == "lstm-gan" else IMAGE_TRAIN
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                ganzoo.Trainer(plugin, config, train, data=data, out=Path(tmp) / "run").fit()
+                diverged = None
+            except DivergenceError as error:
+                diverged = {"step": error.step, "error": str(error)}
+        row = {"plugin": plugin, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}}
+        row.update(steps=steps, diverged=diverged, seconds=round(time.perf_counter() - started, 1))
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    PROBE_RECORD.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def probe_lines() -> list[str]:
+    """The table of the divergence probe's record (empty when it was not run)."""
+    if not PROBE_RECORD.is_file():
+        return []
+    lines = ["", "Does anything diverge in fp32? (`--probe`: each plugin at learning rates far above its defaults)", ""]
+    lines += ["| plugin | config | iterations | diverged? | s |", "|---|---|---|---|---|"]
+    for line in PROBE_RECORD.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        config = ", ".join(f"{k}={v}" for k, v in row["config"].items())
+        verdict = f"at step {row['diverged']['step']}" if row["diverged"] else "no (finished)"
+        lines.append(f"| {row['plugin']} | {config} | {row['steps']} | {verdict} | {row['seconds']:.0f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="", help="comma-separated run names, or all")
@@ -504,12 +580,15 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100, help="iterations between evaluations")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="render the RESULTS.md section from the record")
+    parser.add_argument("--probe", action="store_true", help="train the divergence probes (PROBES) and record them")
     args = parser.parse_args()
     if args.list:
         for run in RUNS:
             print(run.name, run.plugin, "healthy" if run.healthy else "collapsing", run.config, run.note)
         return
     torch.set_num_threads(args.threads)
+    if args.probe:
+        probe_divergence()
     names = [run.name for run in RUNS] if args.runs == "all" else list(filter(None, args.runs.split(",")))
     extractor = get_features("digits") if names else None
     for name in names:

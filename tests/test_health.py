@@ -73,6 +73,7 @@ def test_a_healthy_trace_raises_nothing():
     ("name", "change"),
     [
         ("mode collapse suspected", {"health/diversity": lambda i: 0.4 - 0.02 * i}),
+        ("mode collapse suspected", {"health/precision": 0.5, "health/recall": 0.01}),  # within-class collapse
         ("discriminator wins", {"health/d_auc": 0.999, "loss/generator": lambda i: 2 + 0.3 * i}),
         ("generator not learning", {"health/grad_norm/generator": 1e-6}),
         ("generator not learning", {"health/update/generator": 0.0}),  # lr 0: gradients as usual, no move
@@ -94,6 +95,8 @@ def test_each_warning_fires_on_its_trace_once(name, change):
 def test_near_misses_raise_nothing():
     assert warnings_of(trace({"health/diversity": 0.4})) == []  # low but not falling (a data-limited model)
     assert warnings_of(trace({"health/d_auc": 0.999})) == []  # D sure but G's loss not rising
+    assert warnings_of(trace({"health/precision": 0.1, "health/recall": 0.0})) == []  # not trained yet
+    assert warnings_of(trace({"health/precision": 0.5, "health/recall": 0.2})) == []  # still learning to cover
     critic = {"health/d_auc": 1.0, "loss/generator": lambda i: 14 + 3 * i, "loss/discriminator": lambda i: -20 + i}
     assert warnings_of(trace(critic)) == []  # a Wasserstein critic (negative loss) separates by design
     assert warnings_of(trace({"health/d_auc": lambda i: 0.85 + 0.07 * (-1) ** i})) == []  # small swings
@@ -162,8 +165,10 @@ def test_the_small_sample_recall_of_a_collapsed_generator_is_near_zero_and_of_re
     images = resolve_data("mnist-4k?n=128").load(resolution=28, channels=1).images.float() / 127.5 - 1
     probe = RecallProbe(get_features("digits"), images[0::2], seed=0)
     assert probe.n == 64
-    assert probe.measure(FixedSamples(images[1::2])) > 0.6  # other real digits cover the real ones
-    assert probe.measure(FixedSamples(images[7:8].expand(64, -1, -1, -1))) < 0.05  # one digit covers none
+    precision, recall = probe.measure(FixedSamples(images[1::2]))
+    assert precision > 0.6 and recall > 0.6  # other real digits: realistic, and they cover the real ones
+    precision, recall = probe.measure(FixedSamples(images[7:8].expand(64, -1, -1, -1)))
+    assert precision == 1.0 and recall < 0.05  # one real digit: realistic, but it covers none of the others
 
 
 def test_a_generator_that_does_not_move_is_named(tmp_path):
@@ -185,7 +190,7 @@ def test_the_engine_logs_health_warns_once_says_it_at_the_end_and_replays_on_res
     result = ganzoo.Trainer("dcgan", TINY, train, data="mnist-4k?n=32", out=out).fit()
     lines = read_metrics(out)
     assert {"health/d_auc", "health/diversity", "health/grad_norm/generator", "health/recall"} <= set(lines[0])
-    assert all(0 <= line["health/recall"] <= 1 for line in lines)
+    assert all(0 <= line["health/recall"] <= 1 and 0 <= line["health/precision"] <= 1 for line in lines)
     assert [w.name for w in result.warnings] == ["generator not learning"] and result.warnings[0].step == 4
     assert result.health.startswith("health: step 4: generator not learning (generator gradient norm ")
     recorded = json.loads((out / HEALTH_FILE).read_text())["warnings"]

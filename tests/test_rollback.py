@@ -85,3 +85,39 @@ def test_rollbacks_give_up_after_max_rollbacks_and_stop_stays_the_default(toy, t
     with pytest.raises(DivergenceError, match=r"^training diverged at step 7"):
         stop.fit()
     assert json.loads((tmp_path / "s" / "config.json").read_text())["train"]["on_divergence"] == "stop"
+
+
+def test_discard_after_keeps_the_newest_checkpoint_at_or_before_the_step_and_deletes_the_newer(tmp_path):
+    for step in (2, 4, 6):
+        folder = tmp_path / ckpt.step_dir_name(step)
+        folder.mkdir()
+        for name in (ckpt.MODEL_FILE, ckpt.STATE_FILE, ckpt.TRAINER_FILE):
+            (folder / name).write_text("{}")
+    assert ckpt.discard_after(tmp_path, 1) is None and len(ckpt.list_checkpoints(tmp_path)) == 3  # nothing to keep
+    assert ckpt.discard_after(tmp_path, 5) == tmp_path / "step-000004"
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-000002", "step-000004"]
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-000004"
+
+
+def test_a_health_warning_rolls_back_before_its_evidence_when_asked(tmp_path, capsys):
+    tiny = {"g_width": 4, "d_width": 4, "latent_dim": 8}
+    train = {"steps": 12, "batch_size": 8, "progress": False, "tensorboard": False, "log_every": 2}
+    train.update(health_every=2, health_window=2, health_g_grad=1e9, health_recall=0)  # G counts as stuck at once
+    train.update(health_diversity=0, health_d_auc=1, health_oscillation=2)  # and nothing else can fire
+    train.update(checkpoint_every=2, rollback_on_warning=True, max_rollbacks=2)
+    result = ganzoo.Trainer("dcgan", tiny, train, data="mnist-4k?n=32", out=tmp_path / "r").fit()
+    assert result.step == 12
+    # step 4 warns on the lines of steps 2 and 4, before its checkpoint: back to step 2, twice
+    assert [(r["step"], r["to"]) for r in result.rollbacks] == [(4, 2), (4, 2)]
+    assert all(
+        r["reason"].startswith("health: step ") and "generator not learning" in r["reason"] for r in result.rollbacks
+    )
+    assert [w.name for w in result.warnings] == ["generator not learning"]  # no rollback left: it only warns now
+    state, info = ckpt.load_training_state(tmp_path / "r" / "checkpoints" / "step-000012")
+    assert info["rollbacks"] == result.rollbacks
+    assert state["optimizers"]["generator"]["param_groups"][0]["lr"] == pytest.approx(0.25 * 1.6e-3)  # x 0.5 twice
+    steps = [line["step"] for line in read_metrics(tmp_path / "r")]
+    assert steps == list(range(2, 13, 2))  # the abandoned stretches' lines are gone
+    said = capsys.readouterr()
+    assert "rollback 2 of at most 2: health: step 4: generator not learning" in said.out + said.err
+    assert "rollback_on_warning: not rolling back (no rollback left)" in said.out + said.err

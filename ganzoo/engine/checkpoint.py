@@ -251,6 +251,26 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in found if all((p / f).is_file() for f in (MODEL_FILE, STATE_FILE, TRAINER_FILE)))
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint directory's name says (`step-NNNNNN`), or None for another name."""
+    digits = path.name.removeprefix(_PREFIX)
+    return int(digits) if path.name.startswith(_PREFIX) and digits.isdigit() else None
+
+
+def discard_after(directory: Path, step: int) -> Path | None:
+    """Roll a run's checkpoints back to the newest complete one at or before `step`: `latest` names it, then the
+    newer ones (an abandoned stretch of the run) are deleted. Returns it; None, changing nothing, when none is."""
+    found = list_checkpoints(directory)
+    kept = [p for p in found if (checkpoint_step(p) or 0) <= step]
+    if not kept:
+        return None
+    write_text_atomic(directory / LATEST, kept[-1].name + "\n")  # first: a crash between leaves a usable run
+    for path in found:
+        if (checkpoint_step(path) or 0) > step:
+            shutil.rmtree(path)
+    return kept[-1]
+
+
 def read_json(path: Path) -> Any:
     """A JSON file's value; a one-line `GanzooError` naming the file when it is unreadable, not UTF-8 or not JSON."""
     try:

@@ -77,6 +77,12 @@ class TrainConfig:
     )
     rollback_lr_factor: float = option(0.5, "rollback: each rollback multiplies the learning rates by this", min=0)
     max_rollbacks: int = option(3, "rollback: at most this many rollbacks, then stop", min=0)
+    rollback_on_warning: bool = option(
+        False,
+        "a health warning rolls the run back too (to the newest checkpoint at or before the first metrics line of "
+        "its evidence, learning rates scaled, data re-seeded; counted in max_rollbacks, after which warnings only "
+        "warn)",
+    )
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)
     health_every: int = option(
@@ -101,6 +107,15 @@ class TrainConfig:
         "the data)",
         min=0,
         max=1,
+    )
+    health_recall_ratio: float = option(
+        0.1,
+        "health: 'mode collapse suspected' when the small-sample recall is below this fraction of its precision "
+        "(realistic samples covering little of the data) for the window",
+        min=0,
+    )
+    health_min_precision: float = option(
+        0.25, "health: the small-sample precision that rule needs (an untrained generator has neither)", min=0, max=1
     )
     health_g_grad: float = option(
         1e-3, "health: 'generator not learning' below this fraction of G's first gradient norm", min=0

@@ -15,8 +15,9 @@ entering its last declared block (`GANPlugin.frozen_d_blocks`); from them
 and, from the engine, `health/grad_norm/<role>` (each trained network's gradient norm, unscaled under fp16),
 `health/update/<role>` (how far one optimizer step moved its weights, relative to their norm: 0 for a network
 that does not learn, whatever its gradients), `health/loss_scale/<update>` (the GradScaler's scale under fp16) and,
-for image generators when the run's `eval_features` extractor loads, `health/recall` (`RecallProbe`: a small-sample
-recall of the live generator against fixed real images of the training data). The values go into the metrics
+for image generators when the run's `eval_features` extractor loads, `health/precision` and `health/recall`
+(`RecallProbe`: small-sample precision and recall of the live generator against fixed real images of the training
+data). The values go into the metrics
 window, so they reach metrics.jsonl and TensorBoard averaged like any other.
 
 `HealthRules` reads each metrics line and names what it sees, once per kind, with the step and the evidence:
@@ -143,9 +144,9 @@ def relative_update(module: nn.Module, before: Sequence[torch.Tensor]) -> torch.
 
 
 class RecallProbe:
-    """The small-sample recall (Kynkaanniemi et al. 2019's, k = 3) of a generator's samples against `real`, n
-    fixed real images, in `extractor`'s features: the same seeded samples every time (labels cycling over the
-    classes for a conditional model), from the live generator (not its EMA), so a collapse shows when it starts.
+    """The small-sample precision and recall (Kynkaanniemi et al. 2019's, k = 3) of a generator's samples against
+    `real`, n fixed real images, in `extractor`'s features: the same seeded samples every time (labels cycling over
+    the classes for a conditional model), from the live generator (not its EMA), so a collapse shows when it starts.
     Sampling draws from its own seeded generator: training's random streams are untouched."""
 
     def __init__(self, extractor: Any, real: torch.Tensor, seed: int) -> None:
@@ -154,14 +155,15 @@ class RecallProbe:
         self.extractor, self.n, self.seed = extractor, len(real), seed
         self.real, _ = extract_all(extractor, real)
 
-    def measure(self, model: Any) -> float:
+    def measure(self, model: Any) -> tuple[float, float]:
+        """(precision, recall) of the model's live generator now."""
         from ganzoo.metrics.evaluation import generate
         from ganzoo.metrics.reference import extract_all
         from ganzoo.metrics.stats import precision_recall
 
         batches, _ = generate(model, self.n, batch_size=self.n, seed=self.seed, use_ema=False)
         fake, _ = extract_all(self.extractor, torch.cat(batches))
-        return precision_recall(fake, self.real)[1]
+        return precision_recall(fake, self.real)
 
 
 def gradient_norm(module: nn.Module, scale: float = 1.0) -> torch.Tensor | None:
@@ -182,6 +184,8 @@ class Thresholds:
     g_grad: float = 1e-3
     g_update: float = 1e-6
     recall_floor: float = 0.3
+    recall_ratio: float = 0.1
+    min_precision: float = 0.25
     oscillation: float = 0.3
     min_scale: float = 1.0
 
@@ -205,6 +209,7 @@ class HealthRules:
         self.thresholds = thresholds
         self.generator_roles = tuple(generator_roles)
         self.history: list[dict[str, float]] = []
+        self.steps: list[int] = []  # the step of each line of `history`
         self.warnings: list[HealthWarning] = []
         self._first_g_grad: dict[str, float] = {}
         self._max_scale: dict[str, float] = {}
@@ -227,6 +232,7 @@ class HealthRules:
         if not any(k.startswith("health/") for k in line):
             return []
         self.history.append(line)
+        self.steps.append(step)
         found = [
             (name, evidence)
             for name, evidence in (
@@ -243,10 +249,21 @@ class HealthRules:
         self.warnings += fresh
         return fresh
 
+    def evidence_start(self) -> int:
+        """The step of the first line a warning raised now was judged on (the window's oldest)."""
+        return self.steps[-self.thresholds.window :][0]
+
     def _collapse(self) -> str | None:
+        t = self.thresholds
         diversity = self._series("health/diversity")
-        if diversity and max(diversity) < self.thresholds.diversity and diversity[-1] < diversity[0]:
+        if diversity and max(diversity) < t.diversity and diversity[-1] < diversity[0]:
             return f"diversity {diversity[-1]:.3g} of the data's, falling"
+        # Samples that look like the data (precision) but cover little of it (recall): within-class collapse,
+        # which D's batch diversity misses when every class is still drawn (one image each)
+        precision, recall = self._series("health/precision"), self._series("health/recall")
+        covering = precision and recall and all(r < t.recall_ratio * p for p, r in zip(precision, recall, strict=True))
+        if covering and min(precision) >= t.min_precision:
+            return f"recall {recall[-1]:.2f} at precision {precision[-1]:.2f}: realistic samples covering little"
         return None
 
     def _d_wins(self) -> str | None:

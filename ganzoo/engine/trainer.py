@@ -175,6 +175,14 @@ class _Run:
     """rollback_lr_factor to the power of the rollbacks so far."""
 
 
+class _WarningRollback(Exception):
+    """rollback_on_warning: a health warning sends the run back to the newest checkpoint at or before `before`."""
+
+    def __init__(self, warning: HealthWarning, before: int) -> None:
+        super().__init__(f"health: {warning.line()}")
+        self.step, self.before = warning.step, before
+
+
 def _mean_logs(logged: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The mean of each value the micro-batches of an accumulated update logged."""
     keys = dict.fromkeys(key for logs in logged for key in logs)
@@ -527,6 +535,8 @@ class Trainer:
                 g_grad=tc.health_g_grad,
                 g_update=tc.health_g_update,
                 recall_floor=tc.health_recall_floor,
+                recall_ratio=tc.health_recall_ratio,
+                min_precision=tc.health_min_precision,
                 oscillation=tc.health_oscillation,
                 min_scale=tc.health_min_scale,
             )
@@ -703,11 +713,18 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = run.base_lrs[name] * run.lr_scale
 
-    def _roll_back(self, run: _Run, error: DivergenceError, logger: RunLogger | None) -> None:
+    def _roll_back(self, run: _Run, error: DivergenceError | _WarningRollback, logger: RunLogger | None) -> None:
         """on_divergence=rollback: back to the newest good checkpoint, learning rates scaled, data and noise
-        re-seeded (deterministically: a resumed run continues exactly); re-raises when no rollback is left."""
+        re-seeded (deterministically: a resumed run continues exactly); re-raises when no rollback is left.
+        rollback_on_warning: back to the newest checkpoint before the warning's evidence (`_warning_rollback`
+        checked there is one and a rollback left), the newer ones deleted."""
         tc = self.train_config
-        if tc.on_divergence != "rollback":
+        if isinstance(error, _WarningRollback):
+            if run.dist.is_main:
+                ckpt.discard_after(self.run_dir / "checkpoints", error.before)
+            if run.dist.enabled:
+                dist.barrier()
+        elif tc.on_divergence != "rollback":
             raise error
         done = list(self._rollbacks)
         if len(done) >= tc.max_rollbacks:
@@ -777,7 +794,7 @@ class Trainer:
                         last_checkpoint = self._save_checkpoint(run)
                     for callback in self.callbacks:
                         callback(self, self.step)
-                except DivergenceError as error:  # stop (re-raised), or roll back and go on
+                except (DivergenceError, _WarningRollback) as error:  # stop (re-raised), or roll back and go on
                     self._roll_back(run, error, logger)
                     pending.clear()
                     window.reset()
@@ -854,7 +871,9 @@ class Trainer:
             # makes exactly `ema_start` iterations copy before the averaging starts.
             ema.update(run.model.nets[role], step=self.step + 2)
         if health_step and run.recall is not None:
-            window.add("health/recall", run.recall.measure(run.model))
+            precision, recall = run.recall.measure(run.model)
+            window.add("health/precision", precision)
+            window.add("health/recall", recall)
         return losses
 
     def _update(
@@ -965,6 +984,31 @@ class Trainer:
             for warning in fresh:
                 if logger is not None:
                     logger.write(f"warning: {warning.line()}")
+        if self.train_config.rollback_on_warning and run.rules is not None:
+            self._warning_rollback(run, fresh, logger)
+
+    def _warning_rollback(self, run: _Run, fresh: Sequence[HealthWarning], logger: RunLogger | None) -> None:
+        """rollback_on_warning: raise `_WarningRollback` for the first fresh warning when a rollback is left and a
+        checkpoint precedes its evidence (rank 0 decides and, under DDP, tells the others: a resumed run's other
+        ranks have not replayed the rules)."""
+        assert run.rules is not None
+        before, due = -1, False
+        if fresh and run.dist.is_main:
+            before = run.rules.evidence_start()
+            checkpoints = ckpt.list_checkpoints(self.run_dir / "checkpoints")
+            target = any((ckpt.checkpoint_step(p) or 0) <= before for p in checkpoints)
+            left = len(self._rollbacks) < self.train_config.max_rollbacks
+            due = target and left
+            if not due and logger is not None:
+                why = "no rollback left" if not left else f"no checkpoint at or before step {before}"
+                logger.write(f"rollback_on_warning: not rolling back ({why})")
+        if run.dist.enabled:
+            decision = torch.tensor([float(due), float(before)], dtype=torch.float64, device=run.device)
+            dist.broadcast(decision, src=0)
+            due, before = bool(decision[0]), int(decision[1])
+        if due:
+            warning = fresh[0] if fresh else HealthWarning(self.step, "health warning", "on rank 0")
+            raise _WarningRollback(warning, before)
 
     def _evaluate(self, run: _Run, logger: RunLogger | None) -> None:
         """Score the EMA generator (rank 0), log the metrics, and keep `checkpoints/best` for the first one."""
