@@ -339,6 +339,41 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def final_scores(row: dict[str, Any] | None) -> str:
+    """A run's last evaluation: recall and FID (images) or self-BLEU-4 (text); '-' when not recorded."""
+    last = row["evals"][-1] if row and row["evals"] else {}
+    if "self_bleu4" in last:
+        return f"self-BLEU-4 {last['self_bleu4']:.3f}"
+    return f"recall {fmt(last.get('recall'))}, FID {fmt(last.get('fid'), 2)}" if last else "-"
+
+
+def rescue_lines(rows: dict[str, dict[str, Any]], healthy_by_plugin: dict[str, dict[str, Any]]) -> list[str]:
+    """The rollback policy's table: each collapsing run again with rollback_on_warning, against itself without."""
+    rescues = [row for row in rows.values() if rescue(row)]
+    if not rescues:
+        return []
+    lines = [
+        "",
+        "The rollback policy (`rollback_on_warning`, a checkpoint every 50 iterations, the defaults "
+        "`rollback_lr_factor` 0.5 and `max_rollbacks` 3) on collapsing runs, scored at the end as above:",
+        "",
+        "| run | rollbacks (warned at -> back to: warning) | learning rates at the end | at the end | the same "
+        "without rollbacks | healthy run (defaults) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rescues:
+        done = "; ".join(
+            f"{r['step']} -> {r['to']}: {r['reason'].split(': ', 2)[-1].split(' (')[0]}" for r in row["rollbacks"]
+        )
+        scale = 0.5 ** len(row["rollbacks"])
+        plain = rows.get(row["run"].removesuffix("-rollback"))
+        lines.append(
+            f"| {row['run']} | {done or 'none'} | x{scale:g} | {final_scores(row)} | {final_scores(plain)} | "
+            f"{final_scores(healthy_by_plugin.get(row['plugin']))} |"
+        )
+    return lines
+
+
 def write_results() -> None:
     from results import write_section
 
@@ -347,23 +382,25 @@ def write_results() -> None:
     healthy_by_plugin = {r["plugin"]: r for r in rows.values() if r["healthy"] and r["run"].endswith("-default")}
     first_row = next(iter(rows.values()))
     lines = [
-        f"machine: {platform.machine()}, 2 cores shared with one other benchmark job, torch {torch.__version__}; "
-        f"one training process at a time, {first_row['threads']} torch thread. Each run: the engine's health "
-        "diagnostics at the `TrainConfig` defaults of the time (a metrics line every 50 iterations, window 5, "
-        "diversity 0.5, D AUC 0.99, G gradient 1e-3, oscillation 0.3: the 'first warning' columns); the 'now' "
-        "column and the summary replay each run's metrics lines through the current rules and defaults; its EMA "
-        "generator scored every 100 iterations and at the "
-        f"end with {first_row['n']} samples: images against the 1,000 held-out digits of `{IMAGE_TEST}` (`digits` "
-        f"features: FID, recall), text by self-BLEU-4 (500 of the samples, each against the others). Healthy runs: "
-        "each plugin at its defaults (wgan-gp at half width, g_width = d_width = 32, for both its runs, as n_critic "
-        "= 5 makes it five times dearer per iteration). Collapse step: the first evaluation "
+        f"machine: {platform.machine()}, 2 cores shared by up to 5 benchmark processes, torch {torch.__version__}; "
+        f"each run one process, {first_row['threads']} torch thread (so train seconds are not comparable). Each "
+        "run: the engine's health diagnostics at the `TrainConfig` defaults of the day it was recorded (the 'first "
+        "warning' and 'all warnings' columns; rows recorded before 2026-12-02's rule changes ran window 5 and lack "
+        "the update sizes and the small-sample precision / recall); the 'now' column and the summaries replay each "
+        "run's metrics lines through today's rules and defaults (a rule whose inputs a row lacks stays quiet on it); "
+        "its EMA generator scored every 100 iterations (the long runs every 500) and at the end with "
+        f"{first_row['n']} samples: images against the 1,000 held-out digits of `{IMAGE_TEST}` (`digits` features: "
+        "FID, precision, recall), text by self-BLEU-4 (500 of the samples, each against the others). Healthy runs: "
+        "each plugin at its defaults (wgan-gp at half width, g_width = d_width = 32, for all its runs, as n_critic "
+        "= 5 makes it five times dearer per iteration). Set: 'chosen on' runs were seen when the rules and "
+        "thresholds were chosen; 'held out' runs (other seeds, one new configuration) were recorded after and not "
+        "used to choose them. Collapse step: the first evaluation "
         "where the run's recall is below half of its plugin's healthy run's at the same step, among the steps where "
         "the healthy run's recall has reached 0.2, and only when its final recall is also below half of the healthy "
         "run's final one (text: self-BLEU-4 more "
         "than half way from the healthy run's to 1), or the step it diverged. In time: the first warning at or "
         "before the collapse step, or within 10% of the run's length after it. benchmarks/data/health.jsonl keeps "
-        "every row; the latest of each run is used (wgan-gp-default and lstm-gan-default were first run shorter, "
-        "500 and 800 iterations, and re-run).",
+        "every row; the latest of each run is used.",
         "",
         "| run | set | plugin | healthy? | config | iterations | first warning (step: name) | all warnings | now | "
         "collapse step | recall / self-BLEU at the end (healthy run) | final FID | in time? | train + eval s |",
@@ -417,6 +454,9 @@ def write_results() -> None:
     for name in order:
         key = "self_bleu4" if rows[name]["plugin"] == "lstm-gan" else "recall"
         lines.append(f"- {name}: " + ", ".join(f"{e['step']}: {e.get(key, 0):.3f}" for e in rows[name]["evals"]))
+
+    lines += rescue_lines(rows, healthy_by_plugin)
+    lines += probe_lines()
 
     sweep = []
     for values in itertools.product(*SWEEP.values()):

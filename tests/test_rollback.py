@@ -99,13 +99,20 @@ def test_discard_after_keeps_the_newest_checkpoint_at_or_before_the_step_and_del
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-000004"
 
 
-def test_a_health_warning_rolls_back_before_its_evidence_when_asked(tmp_path, capsys):
-    tiny = {"g_width": 4, "d_width": 4, "latent_dim": 8}
-    train = {"steps": 12, "batch_size": 8, "progress": False, "tensorboard": False, "log_every": 2}
+TINY = {"g_width": 4, "d_width": 4, "latent_dim": 8}
+
+
+def warning_rollbacks(steps: int) -> dict:
+    """A tiny run whose generator counts as stuck from the first window on, rolled back on that warning."""
+    train = {"steps": steps, "batch_size": 8, "progress": False, "tensorboard": False, "log_every": 2}
     train.update(health_every=2, health_window=2, health_g_grad=1e9, health_recall=0)  # G counts as stuck at once
     train.update(health_diversity=0, health_d_auc=1, health_oscillation=2)  # and nothing else can fire
     train.update(checkpoint_every=2, rollback_on_warning=True, max_rollbacks=2)
-    result = ganzoo.Trainer("dcgan", tiny, train, data="mnist-4k?n=32", out=tmp_path / "r").fit()
+    return train
+
+
+def test_a_health_warning_rolls_back_before_its_evidence_when_asked(tmp_path, capsys):
+    result = ganzoo.Trainer("dcgan", TINY, warning_rollbacks(12), data="mnist-4k?n=32", out=tmp_path / "r").fit()
     assert result.step == 12
     # step 4 warns on the lines of steps 2 and 4, before its checkpoint: back to step 2, twice
     assert [(r["step"], r["to"]) for r in result.rollbacks] == [(4, 2), (4, 2)]
@@ -121,3 +128,12 @@ def test_a_health_warning_rolls_back_before_its_evidence_when_asked(tmp_path, ca
     said = capsys.readouterr()
     assert "rollback 2 of at most 2: health: step 4: generator not learning" in said.out + said.err
     assert "rollback_on_warning: not rolling back (no rollback left)" in said.out + said.err
+
+
+def test_a_run_rolled_back_on_a_warning_resumes_bit_identically(tmp_path):
+    straight = ganzoo.Trainer("dcgan", TINY, warning_rollbacks(12), data="mnist-4k?n=32", out=tmp_path / "a").fit()
+    ganzoo.Trainer("dcgan", TINY, warning_rollbacks(8), data="mnist-4k?n=32", out=tmp_path / "b").fit()
+    resumed = ganzoo.Trainer("dcgan", train=warning_rollbacks(12), out=tmp_path / "b", resume=True).fit()
+    a, b = straight.model.weights(), resumed.model.weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.rollbacks == straight.rollbacks and len(straight.rollbacks) == 2
