@@ -79,9 +79,9 @@ class TrainConfig:
     max_rollbacks: int = option(3, "rollback: at most this many rollbacks, then stop", min=0)
     rollback_on_warning: bool = option(
         False,
-        "a health warning rolls the run back too (to the newest checkpoint at or before the first metrics line of "
-        "its evidence, learning rates scaled, data re-seeded; counted in max_rollbacks, after which warnings only "
-        "warn)",
+        "a health warning rolls the run back too (to the newest checkpoint before the first metrics line of its "
+        "evidence, the initial state's included, learning rates scaled, data re-seeded; counted in max_rollbacks, "
+        "after which warnings only warn)",
     )
     num_workers: int = option(0, "DataLoader worker processes (0: load in the training process)", min=0)
     log_every: int = option(50, "iterations between metrics.jsonl lines", min=1)

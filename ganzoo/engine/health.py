@@ -17,8 +17,7 @@ and, from the engine, `health/grad_norm/<role>` (each trained network's gradient
 that does not learn, whatever its gradients), `health/loss_scale/<update>` (the GradScaler's scale under fp16) and,
 for image generators when the run's `eval_features` extractor loads, `health/precision` and `health/recall`
 (`RecallProbe`: small-sample precision and recall of the live generator against fixed real images of the training
-data). The values go into the metrics
-window, so they reach metrics.jsonl and TensorBoard averaged like any other.
+data). The values go into the metrics window, so they reach metrics.jsonl and TensorBoard averaged like any other.
 
 `HealthRules` reads each metrics line and names what it sees, once per kind, with the step and the evidence:
 `mode collapse suspected`, `discriminator wins`, `generator not learning`, `oscillation`, `loss scale

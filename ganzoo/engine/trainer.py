@@ -132,7 +132,8 @@ class TrainResult:
     warnings: list[HealthWarning] = dataclasses.field(default_factory=list)
     """The health warnings the run raised (all of them, a resumed run's earlier ones too)."""
     rollbacks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    """on_divergence=rollback: each rollback's {step, to, reason} (a resumed run's earlier ones too)."""
+    """Each rollback (on_divergence=rollback, rollback_on_warning): {step, to, reason}, a resumed run's earlier ones
+    too."""
 
     @property
     def health(self) -> str:
@@ -766,6 +767,8 @@ class Trainer:
         pending: list[tuple[int, str, torch.Tensor]] = []  # losses not yet checked for NaN/inf
         check_every = 1 if run.device.type == "cpu" else tc.log_every  # on CUDA a check is a sync
         last_checkpoint = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
+        if tc.rollback_on_warning and last_checkpoint is None:  # a run that goes wrong at once restarts from here
+            last_checkpoint = self._save_checkpoint(run)
         sample_path = None
         try:
             while self.step < run.total_steps:
@@ -989,18 +992,18 @@ class Trainer:
 
     def _warning_rollback(self, run: _Run, fresh: Sequence[HealthWarning], logger: RunLogger | None) -> None:
         """rollback_on_warning: raise `_WarningRollback` for the first fresh warning when a rollback is left and a
-        checkpoint precedes its evidence (rank 0 decides and, under DDP, tells the others: a resumed run's other
-        ranks have not replayed the rules)."""
+        checkpoint precedes the first line of its evidence (rank 0 decides and, under DDP, tells the others: a
+        resumed run's other ranks have not replayed the rules)."""
         assert run.rules is not None
         before, due = -1, False
         if fresh and run.dist.is_main:
-            before = run.rules.evidence_start()
+            before = run.rules.evidence_start() - 1  # the first line's state already shows it
             checkpoints = ckpt.list_checkpoints(self.run_dir / "checkpoints")
             target = any((ckpt.checkpoint_step(p) or 0) <= before for p in checkpoints)
             left = len(self._rollbacks) < self.train_config.max_rollbacks
             due = target and left
             if not due and logger is not None:
-                why = "no rollback left" if not left else f"no checkpoint at or before step {before}"
+                why = "no rollback left" if not left else f"no checkpoint before step {before + 1}"
                 logger.write(f"rollback_on_warning: not rolling back ({why})")
         if run.dist.enabled:
             decision = torch.tensor([float(due), float(before)], dtype=torch.float64, device=run.device)
