@@ -187,7 +187,17 @@ HELD_OUT = [  # new seeds of the runs above, and configurations the rules never 
     ),
 ]
 ROLLBACK = {"rollback_on_warning": True, "checkpoint_every": 50}  # the recovery policy, a checkpoint every line
-RESCUED = {run.name: run for run in RUNS if run.name in ("dcgan-lr1e-2", "cgan-lr1e-2", "lstm-gan-soft-long")}
+HELD_OUT += [
+    Run(
+        "dcgan-lr1.6e-2", "dcgan", False, 1000, {"lr_g": 1.6e-2, "lr_d": 1.6e-2}, "10x the default rates", held_out=True
+    ),
+    Run("dcgan-lr5e-2", "dcgan", False, 1000, {"lr_g": 5e-2, "lr_d": 5e-2}, "30x the default rates", held_out=True),
+]
+RESCUED = {
+    run.name: run
+    for run in RUNS + HELD_OUT
+    if run.name in ("dcgan-lr1e-2", "cgan-lr1e-2", "lstm-gan-soft-long", "dcgan-lr1.6e-2", "dcgan-lr5e-2")
+}
 RESCUES = [  # those collapsing runs again under the rollback policy: does it turn them into finished, sane runs?
     dataclasses.replace(run, name=f"{name}-rollback", note=f"{name} + rollback_on_warning", train=ROLLBACK)
     for name, run in RESCUED.items()
@@ -295,7 +305,8 @@ def in_time(first: int | None, collapse: int | None, steps: int) -> bool:
 
 def rescue(row: dict[str, Any]) -> bool:
     """A run of the rollback policy (judged by whether it finishes, not by its warnings)."""
-    return row.get("train", {}).get("on_divergence") == "rollback"
+    train = row.get("train", {})
+    return train.get("on_divergence") == "rollback" or bool(train.get("rollback_on_warning"))
 
 
 def outcome(
