@@ -193,6 +193,20 @@ HELD_OUT += [
     ),
     Run("dcgan-lr5e-2", "dcgan", False, 1000, {"lr_g": 5e-2, "lr_d": 5e-2}, "30x the default rates", held_out=True),
 ]
+HELD_OUT += [  # recorded after the 2026-12-03 change (diversity_fall, min_precision 0.1) the runs above informed
+    Run("wgan-gp-seed2", "wgan-gp", True, 1500, WGAN_SMALL, "seed 2", seed=2, held_out=True),
+    Run("dcgan-seed3", "dcgan", True, 1000, note="seed 3", seed=3, held_out=True),
+    Run(
+        "cgan-concat-sn-seed2",
+        "cgan",
+        False,
+        1000,
+        {**CGAN_CONCAT, "betas": (0.0, 0.999)},
+        "seed 2",
+        seed=2,
+        held_out=True,
+    ),
+]
 RESCUED = {
     run.name: run
     for run in RUNS + HELD_OUT
@@ -340,7 +354,8 @@ def outcome(
 FIELDS = {  # the small-sample rules' thresholds (2026-12-02): one at a time, beside the grid
     "recall_floor": (0.2, 0.3, 0.5),
     "recall_ratio": (0.05, 0.1, 0.2),
-    "min_precision": (0.1, 0.15, 0.2, 0.25, 0.3),
+    "min_precision": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25),
+    "diversity_fall": (0.0, 0.1, 0.3, 0.5, 0.8, 0.9),
     "g_update": (1e-7, 1e-6, 1e-5),
 }
 SWEEP = {

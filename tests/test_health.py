@@ -94,8 +94,11 @@ def test_each_warning_fires_on_its_trace_once(name, change):
 
 def test_near_misses_raise_nothing():
     assert warnings_of(trace({"health/diversity": 0.4})) == []  # low but not falling (a data-limited model)
+    drifting = {"health/diversity": lambda i: 0.28 - 0.004 * i}  # a fresh wgan-gp's: low, a few percent down
+    assert warnings_of(trace(drifting)) == []
+    assert warnings_of(trace(drifting), diversity_fall=0.0) == ["mode collapse suspected"]
     assert warnings_of(trace({"health/d_auc": 0.999})) == []  # D sure but G's loss not rising
-    assert warnings_of(trace({"health/precision": 0.1, "health/recall": 0.0})) == []  # not trained yet
+    assert warnings_of(trace({"health/precision": 0.05, "health/recall": 0.0})) == []  # not trained yet
     assert warnings_of(trace({"health/precision": 0.5, "health/recall": 0.2})) == []  # still learning to cover
     critic = {"health/d_auc": 1.0, "loss/generator": lambda i: 14 + 3 * i, "loss/discriminator": lambda i: -20 + i}
     assert warnings_of(trace(critic)) == []  # a Wasserstein critic (negative loss) separates by design

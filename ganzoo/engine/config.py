@@ -95,6 +95,13 @@ class TrainConfig:
     health_diversity: float = option(
         0.5, "health: 'mode collapse suspected' below this diversity (fakes' feature spread over the data's)", min=0
     )
+    health_diversity_fall: float = option(
+        0.3,
+        "health: ... and when it fell by this fraction of its value over the window (a fresh generator's low "
+        "diversity is no collapse)",
+        min=0,
+        max=1,
+    )
     health_d_auc: float = option(
         0.99,
         "health: 'discriminator wins' above this D AUC (real scored above fake) while G's loss rises",
@@ -115,7 +122,7 @@ class TrainConfig:
         min=0,
     )
     health_min_precision: float = option(
-        0.25, "health: the small-sample precision that rule needs (an untrained generator has neither)", min=0, max=1
+        0.1, "health: the small-sample precision that rule needs (an untrained generator has neither)", min=0, max=1
     )
     health_g_grad: float = option(
         1e-3, "health: 'generator not learning' below this fraction of G's first gradient norm", min=0

@@ -179,12 +179,13 @@ class Thresholds:
 
     window: int = 3
     diversity: float = 0.5
+    diversity_fall: float = 0.3
     d_auc: float = 0.99
     g_grad: float = 1e-3
     g_update: float = 1e-6
     recall_floor: float = 0.3
     recall_ratio: float = 0.1
-    min_precision: float = 0.25
+    min_precision: float = 0.1
     oscillation: float = 0.3
     min_scale: float = 1.0
 
@@ -254,9 +255,11 @@ class HealthRules:
 
     def _collapse(self) -> str | None:
         t = self.thresholds
+        # A fresh generator's samples look alike too (wgan-gp: 0.25 for its first 300 iterations, drifting by a
+        # few percent): a collapse is a fall, by `diversity_fall` of the window's first value
         diversity = self._series("health/diversity")
-        if diversity and max(diversity) < t.diversity and diversity[-1] < diversity[0]:
-            return f"diversity {diversity[-1]:.3g} of the data's, falling"
+        if diversity and max(diversity) < t.diversity and diversity[-1] < (1 - t.diversity_fall) * diversity[0]:
+            return f"diversity {diversity[-1]:.3g} of the data's, was {diversity[0]:.3g}"
         # Samples that look like the data (precision) but cover little of it (recall): within-class collapse,
         # which D's batch diversity misses when every class is still drawn (one image each)
         precision, recall = self._series("health/precision"), self._series("health/recall")

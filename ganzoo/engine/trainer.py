@@ -532,6 +532,7 @@ class Trainer:
             thresholds = Thresholds(
                 window=tc.health_window,
                 diversity=tc.health_diversity,
+                diversity_fall=tc.health_diversity_fall,
                 d_auc=tc.health_d_auc,
                 g_grad=tc.health_g_grad,
                 g_update=tc.health_g_update,
