@@ -206,12 +206,32 @@ HELD_OUT += [  # recorded after the 2026-12-03 change (diversity_fall, min_preci
         seed=2,
         held_out=True,
     ),
+    Run("dcgan-lr2e-1", "dcgan", False, 1000, {"lr_g": 0.2, "lr_d": 0.2}, "125x the default rates", held_out=True),
+    Run("dcgan-lr2e-1-seed1", "dcgan", False, 1000, {"lr_g": 0.2, "lr_d": 0.2}, "seed 1", seed=1, held_out=True),
+    Run("dcgan-lr5e-1", "dcgan", False, 1000, {"lr_g": 0.5, "lr_d": 0.5}, "310x the default rates", held_out=True),
 ]
-AFTER_LATEST_CHANGE = {"wgan-gp-seed2", "dcgan-seed3", "cgan-concat-sn-seed2"}  # the only runs no rule has seen
+AFTER_LATEST_CHANGE = {  # no rule saw these
+    "wgan-gp-seed2",
+    "dcgan-seed3",
+    "cgan-concat-sn-seed2",
+    "dcgan-lr2e-1",
+    "dcgan-lr2e-1-seed1",
+    "dcgan-lr5e-1",
+}
 RESCUED = {
     run.name: run
     for run in RUNS + HELD_OUT
-    if run.name in ("dcgan-lr1e-2", "cgan-lr1e-2", "lstm-gan-soft-long", "dcgan-lr1.6e-2", "dcgan-lr5e-2")
+    if run.name
+    in (
+        "dcgan-lr1e-2",
+        "cgan-lr1e-2",
+        "lstm-gan-soft-long",
+        "dcgan-lr1.6e-2",
+        "dcgan-lr5e-2",
+        "dcgan-lr2e-1",
+        "dcgan-lr2e-1-seed1",
+        "dcgan-lr5e-1",
+    )
 }
 RESCUES = [  # those collapsing runs again under the rollback policy: does it turn them into finished, sane runs?
     dataclasses.replace(run, name=f"{name}-rollback", note=f"{name} + rollback_on_warning", train=ROLLBACK)
