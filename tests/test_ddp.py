@@ -22,13 +22,14 @@ TRAIN.update(sample_every=1000, sample_grid=4, progress=False, tensorboard=False
 TRAIN.update(augment="ada", ada_interval=3)  # ADA's collectives too: an adjustment at step 3, sums pending at 4
 
 
-def run_workers(out: Path, plugin: str) -> Path:
-    """Two ranks of the conformance kit's worker: a 4-step tiny run in OUT/run, each rank's tensors in OUT."""
+def run_workers(out: Path, plugin: str, train: dict | None = None) -> Path:
+    """Two ranks of the conformance kit's worker: a tiny run (TRAIN, or `train`) in OUT/run, each rank's tensors in
+    OUT."""
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    spec = {"plugin": plugin, "config": TINY_DCGAN, "data": "mnist-4k", "train": TRAIN, "out": str(out)}
+    spec = {"plugin": plugin, "config": TINY_DCGAN, "data": "mnist-4k", "train": train or TRAIN, "out": str(out)}
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "ganzoo.testing.ddp_worker", json.dumps(spec)],
         env=env,
@@ -71,6 +72,21 @@ def test_ranks_hold_identical_ema_generators(ddp_run):
     assert ema
     differing = [k for k in ema if not torch.equal(rank0[k], rank1[k])]
     assert not differing, f"ranks disagree on {differing[:5]}"
+
+
+def test_a_warning_rolls_both_ranks_back_together(tmp_path):
+    """rollback_on_warning under DDP: rank 0 judges the warning, both ranks reload the same checkpoint with the
+    same lower rates, and the run ends with identical networks (a rank left behind would hang or diverge)."""
+    train = {**TRAIN, "steps": 8, "batch_size": 8, "log_every": 2, "checkpoint_every": 2, "augment": "none"}
+    train.update(health_every=2, health_window=2, health_g_grad=1e9, health_recall=0)  # G counts as stuck at once
+    train.update(health_diversity=0, health_d_auc=1, health_oscillation=2)  # and nothing else can fire
+    train.update(rollback_on_warning=True, max_rollbacks=1)
+    out = run_workers(tmp_path, "dcgan", train)
+    rank0, rank1 = _ranks(out)
+    differing = [k for k in rank0 if not torch.equal(rank0[k], rank1[k])]
+    assert not differing, f"ranks disagree on {differing[:5]}"
+    info = json.loads((out / "run" / "checkpoints" / "step-000008" / "trainer.json").read_text())
+    assert [(r["step"], r["to"]) for r in info["rollbacks"]] == [(4, 0)]
 
 
 def test_one_checkpoint_one_config_one_log(ddp_run):
