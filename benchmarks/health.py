@@ -131,10 +131,9 @@ RUNS = [
 CHOSEN_ON = {run.name: run for run in RUNS}
 
 
-def reseeded(name: str, seed: int) -> Run:
-    """A run of the list above, or of the held-out list, again with another seed (held out)."""
-    run = CHOSEN_ON.get(name) or next(run for run in HELD_OUT if run.name == name)
-    return dataclasses.replace(run, name=f"{name}-seed{seed}", note=f"seed {seed}", seed=seed, held_out=True)
+def reseeded(run: Run, seed: int) -> Run:
+    """`run` again with another seed, held out."""
+    return dataclasses.replace(run, name=f"{run.name}-seed{seed}", note=f"seed {seed}", seed=seed, held_out=True)
 
 
 HELD_OUT = [  # new seeds of the runs above, and configurations the rules never saw
@@ -145,7 +144,7 @@ HELD_OUT = [  # new seeds of the runs above, and configurations the rules never 
     Run("dcgan-long-seed1", "dcgan", True, 6000, note="seed 1, 6,000 iterations", seed=1, every=500, held_out=True),
 ]
 HELD_OUT += [
-    reseeded(name, 1)
+    reseeded(CHOSEN_ON[name], 1)
     for name in (
         "dcgan-lr1e-2",
         "dcgan-g-frozen",
@@ -162,24 +161,18 @@ HELD_OUT += [
     ),
     Run("dcgan-lr5e-2", "dcgan", False, 1000, {"lr_g": 5e-2, "lr_d": 5e-2}, "30x the default rates", held_out=True),
 ]
-HELD_OUT += [  # recorded after the 2026-12-03 change (diversity_fall, min_precision 0.1) the runs above informed
+DCGAN_LR_2E_1 = Run(
+    "dcgan-lr2e-1", "dcgan", False, 1000, {"lr_g": 0.2, "lr_d": 0.2}, "125x the default rates", held_out=True
+)
+AFTER_LATEST_CHANGE = [  # recorded after the 2026-12-03 change (diversity_fall, min_precision 0.1): no rule saw these
     Run("wgan-gp-seed2", "wgan-gp", True, 1500, WGAN_SMALL, "seed 2", seed=2, held_out=True),
     Run("dcgan-seed3", "dcgan", True, 1000, note="seed 3", seed=3, held_out=True),
-    reseeded("cgan-concat-sn", 2),
-    Run("dcgan-lr2e-1", "dcgan", False, 1000, {"lr_g": 0.2, "lr_d": 0.2}, "125x the default rates", held_out=True),
-]
-HELD_OUT += [
-    reseeded("dcgan-lr2e-1", 1),
+    reseeded(CHOSEN_ON["cgan-concat-sn"], 2),
+    DCGAN_LR_2E_1,
+    reseeded(DCGAN_LR_2E_1, 1),
     Run("dcgan-lr5e-1", "dcgan", False, 1000, {"lr_g": 0.5, "lr_d": 0.5}, "310x the default rates", held_out=True),
 ]
-AFTER_LATEST_CHANGE = {  # no rule saw these
-    "wgan-gp-seed2",
-    "dcgan-seed3",
-    "cgan-concat-sn-seed2",
-    "dcgan-lr2e-1",
-    "dcgan-lr2e-1-seed1",
-    "dcgan-lr5e-1",
-}
+HELD_OUT += AFTER_LATEST_CHANGE
 RESCUED = {
     run.name: run
     for run in RUNS + HELD_OUT
@@ -307,15 +300,15 @@ def rescue(row: dict[str, Any]) -> bool:
 
 
 def outcome(
-    rows: dict[str, dict[str, Any]], thresholds: Thresholds, held_out: bool = False, only: set[str] | None = None
+    rows: dict[str, dict[str, Any]], thresholds: Thresholds, names: set[str]
 ) -> tuple[int, int, int, int, list[str]]:
     """(collapses flagged in time, collapses, healthy runs warned, healthy runs, the runs that went wrong) over the
-    runs the rules were chosen on, or (`held_out`) over those recorded after, or over the runs named in `only`."""
+    rows of the runs in `names` (the rescue runs left out)."""
     healthy_by_plugin = {r["plugin"]: r for r in rows.values() if r["healthy"] and r["run"].endswith("-default")}
     flagged = collapses = alarms = healthy = 0
     wrong = []
     for row in rows.values():
-        if rescue(row) or (row["run"] not in only if only is not None else bool(row.get("held_out")) != held_out):
+        if rescue(row) or row["run"] not in names:
             continue
         warnings = replay(row, thresholds)
         first = min((step for step, _ in warnings), default=None)
@@ -404,6 +397,8 @@ def write_results() -> None:
     rows = load_rows()
     order = [run.name for run in RUNS if run.name in rows]
     healthy_by_plugin = {r["plugin"]: r for r in rows.values() if r["healthy"] and r["run"].endswith("-default")}
+    chosen_on = {name for name, row in rows.items() if not row.get("held_out")}
+    held_out = set(rows) - chosen_on
     first_row = next(iter(rows.values()))
     lines = [
         f"machine: {platform.machine()}, 2 cores shared by up to 5 benchmark processes, torch {torch.__version__}; "
@@ -462,12 +457,15 @@ def write_results() -> None:
             f"| {verdict} | {row['train_s']:.0f} + {row['eval_s']:.0f} |"
         )
     lines.append("")
-    for held_out, only, which in (
-        (False, None, "the runs the rules were chosen on"),
-        (True, None, "held-out runs (recorded after)"),
-        (True, AFTER_LATEST_CHANGE, "the held-out runs recorded after the 2026-12-03 change, which no rule has seen"),
+    for names, which in (
+        (chosen_on, "the runs the rules were chosen on"),
+        (held_out, "held-out runs (recorded after)"),
+        (
+            {run.name for run in AFTER_LATEST_CHANGE},
+            "the held-out runs recorded after the 2026-12-03 change, which no rule has seen",
+        ),
     ):
-        flagged, collapses, alarms, healthy, wrong = outcome(rows, Thresholds(), held_out, only)
+        flagged, collapses, alarms, healthy, wrong = outcome(rows, Thresholds(), names)
         lines.append(
             f"At the current defaults (replayed), {which}: {flagged} of {collapses} collapses flagged in time; false "
             f"alarms on {alarms} of {healthy} healthy runs ({alarms / max(healthy, 1):.0%})"
@@ -488,7 +486,7 @@ def write_results() -> None:
     sweep = []
     for values in itertools.product(*SWEEP.values()):
         thresholds = Thresholds(**dict(zip(SWEEP, values, strict=True)))
-        sweep.append((thresholds, *outcome(rows, thresholds)))
+        sweep.append((thresholds, *outcome(rows, thresholds, chosen_on)))
     perfect = [s for s in sweep if s[1] == s[2] and s[3] == 0]
     lines += [
         "",
@@ -528,8 +526,8 @@ def write_results() -> None:
     for field, values in {**SWEEP, **FIELDS}.items():
         for value in values:
             t = dataclasses.replace(default, **{field: value})
-            flagged, collapses, alarms, healthy, wrong = outcome(rows, t)
-            h_flagged, h_collapses, h_alarms, h_healthy, h_wrong = outcome(rows, t, held_out=True)
+            flagged, collapses, alarms, healthy, wrong = outcome(rows, t, chosen_on)
+            h_flagged, h_collapses, h_alarms, h_healthy, h_wrong = outcome(rows, t, held_out)
             lines.append(
                 f"| {field} | {value:g} | {flagged} / {collapses} | {alarms} / {healthy} | {h_flagged} / "
                 f"{h_collapses} | {h_alarms} / {h_healthy} | {', '.join(wrong + h_wrong) or '-'} |"
