@@ -44,6 +44,8 @@ from ganzoo.metrics.paired import psnr, ssim
 HERE = Path(__file__).parent
 RECORD = HERE / "data" / "pix2pix.jsonl"
 TASKS = ("colorize", "denoise")
+FIRST_VERSION = "1.0.0"
+"""The plugin version of rows recorded before rows named their version."""
 SMOKE_CONFIG = {"g_width": 4, "d_width": 4, "resolution": 32}
 SECTION = "pix2pix: colorization and denoising of held-out photos"
 
@@ -110,7 +112,8 @@ def run(task: str, seed: int, config: dict[str, Any], steps: int | None, n: int 
     row.update(n=len(outputs), l1_last=round(lines[-1]["l1"], 4), smoke=smoke)
     row.update({k: round(v, 4) for k, v in scores(outputs, pairs["target"], photos).items()})
     row.update({f"input_{k}": round(v, 4) for k, v in scores(baseline, pairs["target"], photos).items()})
-    row.update(config=config, torch=torch.__version__, machine=platform.machine())
+    row.update(config=config, version=ganzoo.get_plugin("pix2pix").version)
+    row.update(torch=torch.__version__, machine=platform.machine())
     shown = torch.linspace(0, len(outputs) - 1, min(8, len(outputs))).round().long()
     row["_grid"] = torch.stack([baseline[shown], outputs[shown], pairs["target"][shown]], dim=1).flatten(0, 1)
     return row
@@ -120,7 +123,8 @@ def render(rows: Sequence[dict]) -> str:
     """The RESULTS.md section's body: one line per task and setting, medians over the seeds recorded."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        key = (row["task"], json.dumps(row.get("config", {})), row["steps"], row["batch"], row["resolution"])
+        version = row.get("version", FIRST_VERSION)
+        key = (row["task"], version, json.dumps(row.get("config", {})), row["steps"], row["batch"], row["resolution"])
         groups.setdefault(key, []).append(row)
     first = rows[0]
     lines = [
@@ -135,11 +139,11 @@ def render(rows: Sequence[dict]) -> str:
         "colorize (exact on the grey gravel, so 100 dB there: a colorizer must leave grey grey) and the noisy image "
         "for denoise. Medians over the seeds run.",
         "",
-        "| task | config | iterations x batch | seeds | train min | PSNR chelsea | PSNR gravel | SSIM chelsea | "
-        "SSIM gravel |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | plugin version | config | iterations x batch | seeds | train min | PSNR chelsea | PSNR gravel | "
+        "SSIM chelsea | SSIM gravel |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (task, config, steps, batch, _), mine in sorted(groups.items()):
+    for (task, version, config, steps, batch, _), mine in sorted(groups.items()):
 
         def med(key: str, mine: list[dict] = mine) -> float:
             return statistics.median(row[key] for row in mine)
@@ -150,7 +154,7 @@ def render(rows: Sequence[dict]) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in json.loads(config).items()) or "defaults"
         seeds = ",".join(str(row["seed"]) for row in mine)
         lines.append(
-            f"| {task} | {settings} | {steps} x {batch} | {seeds} | {med('train_s') / 60:.1f} | "
+            f"| {task} | {version} | {settings} | {steps} x {batch} | {seeds} | {med('train_s') / 60:.1f} | "
             f"{cell('psnr_chelsea', 2)} | {cell('psnr_gravel', 2)} | {cell('ssim_chelsea', 3)} | "
             f"{cell('ssim_gravel', 3)} |"
         )

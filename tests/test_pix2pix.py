@@ -166,6 +166,36 @@ def test_skip_connections_carry_the_source_fine_detail(skips):
     assert bool((change[window] > 0).all()) and torch.equal(change[~window], torch.zeros_like(change[~window]))
 
 
+def test_keep_luma_keeps_the_source_luma_and_trains_the_colour():
+    torch.manual_seed(0)
+    g = UNetGenerator(1, 3, 32, 4, keep_luma=True).eval()  # eval: no dropout, so two networks can be compared
+    source = torch.rand(2, 1, 32, 32) * 1.6 - 0.8
+    image = g(source)
+    inside = (image.abs() < 1).all(1)  # pixels the final clamp to [-1, 1] left alone: nearly all
+    assert inside.float().mean() > 0.99 and image.abs().max() <= 1
+    torch.testing.assert_close(luma(image)[:, 0][inside], source[:, 0][inside], atol=1e-6, rtol=0)
+    free = UNetGenerator(1, 3, 32, 4).eval()
+    free.load_state_dict(g.state_dict())  # no parameters of its own: the same network, colour differences kept
+    plain = free(source)
+    colour = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # ITU-R 601 Cb, Cr
+
+    def chroma(images: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("kc,nchw->nhwk", colour, images)[inside]
+
+    torch.testing.assert_close(chroma(image), chroma(plain), atol=1e-6, rtol=0)
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    (image - target).abs().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters() if p.dim() > 1)
+    # on by default for colorization only, and refused where the source is not a luma
+    assert plugin.resolve_config(Pix2PixConfig(), paired_info("colorize")).keep_luma is True
+    assert plugin.resolve_config(Pix2PixConfig(), paired_info("denoise")).keep_luma is False
+    assert plugin.resolve_config(Pix2PixConfig(keep_luma=False), paired_info("colorize")).keep_luma is False
+    model = ganzoo.create_model("pix2pix", data_info=paired_info("colorize", 32), g_width=4, d_width=4)
+    assert model.nets["generator"].keep_luma
+    with pytest.raises(UsageError, match=r"keep_luma colours a one-channel luma source in RGB; .* 3 to 3 channels"):
+        ganzoo.create_model("pix2pix", data_info=paired_info("denoise", 32), keep_luma=True)
+
+
 def test_dropout_is_active_in_training_and_off_in_eval():
     g = UNetGenerator(1, 3, 64, 4)
     dropouts = [m for m in g.modules() if isinstance(m, nn.Dropout)]
@@ -311,9 +341,10 @@ test_conformance_ddp = pytest.mark.slow(
 @pytest.fixture(scope="module")
 def colorize_run(tmp_path_factory):
     """A short colorization run on the embedded photos at 32 px (the plugin's default data), at 10x the paper's
-    learning rate (2x the default) so that 60 iterations show L1 falling."""
+    learning rate (2x the default) so that 60 iterations show L1 falling; the generator predicts all three channels
+    (keep_luma off), since one that keeps the luma starts near its final L1."""
     out = tmp_path_factory.mktemp("pix2pix") / "run"
-    config = {"g_width": 8, "d_width": 8, "resolution": 32, "lr_g": 2e-3, "lr_d": 2e-3}
+    config = {"g_width": 8, "d_width": 8, "resolution": 32, "lr_g": 2e-3, "lr_d": 2e-3, "keep_luma": False}
     train = quiet(steps=60, batch_size=8, log_every=10, sample_every=60, checkpoint_every=60, sample_grid=12)
     Trainer("pix2pix", config, train, out=out).fit()
     return out
@@ -398,6 +429,6 @@ def test_benchmark_smoke_mode(tmp_path):
     assert rows[0]["input_ssim"] > rows[1]["input_ssim"]  # grey keeps the structure; noise does not
     assert [json.loads(line)["task"] for line in record.read_text().splitlines()] == ["colorize", "denoise"]
     table = benchmark.render(rows)
-    assert "| colorize | g_width=4, d_width=4, resolution=32 | 3 x 16 | 0 |" in table
+    assert f"| colorize | {plugin.version} | g_width=4, d_width=4, resolution=32 | 3 x 16 | 0 |" in table
     assert "| PSNR chelsea | PSNR gravel |" in table
     assert rows[0]["input_psnr_gravel"] == 100  # the grey texture's luma is the target itself

@@ -45,7 +45,7 @@ def add_noise(images: torch.Tensor, sigma: float, generators: Sequence[torch.Gen
 
 def luma(images: torch.Tensor) -> torch.Tensor:
     """The luma of RGB images, (N, 1, H, W): the weights sum to one, so it stays in [-1, 1]."""
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     return (images[:, :3] * weights).sum(1, keepdim=True).clamp_(-1.0, 1.0)
 
 

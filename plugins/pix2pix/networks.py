@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganzoo.data.degrade import luma
+from ganzoo.kit.pairs import clamp_straight_through
 from ganzoo_plugins.pix2pix import NORMS
 
 MAX_WIDTH_MULTIPLE = 8
@@ -70,6 +72,12 @@ class UNetGenerator(nn.Module):
     `dropout_layers` with dropout, each output concatenated with the encoder's map of the same size (the skip
     connections; `skips=False` is the paper's encoder-decoder baseline), then a transposed convolution to
     `channels` and tanh. `depth` must halve the resolution evenly that many times.
+
+    `keep_luma` (colorization: a one-channel luma source, an RGB output) adds to every channel of the output the
+    difference between the source's luma and the output's, so the output's ITU-R 601 luma is the source's exactly
+    (up to a clamp to [-1, 1], straight-through so that no pixel loses its gradient) and the network only chooses
+    the colour: adding one value to R, G and B moves Y by that value (the weights sum to one) and leaves the colour
+    differences B - Y and R - Y unchanged.
     """
 
     def __init__(
@@ -83,12 +91,15 @@ class UNetGenerator(nn.Module):
         dropout: float = 0.5,
         dropout_layers: int = 3,
         skips: bool = True,
+        keep_luma: bool = False,
     ) -> None:
         super().__init__()
         depth = default_depth(resolution) if depth is None else depth
         if depth < 1 or resolution % (2**depth):
             raise ValueError(f"a U-Net of depth {depth} needs a resolution divisible by {2**depth}, got {resolution}")
-        self.depth, self.skips = depth, skips
+        if keep_luma and (source_channels, channels) != (1, 3):
+            raise ValueError(f"keep_luma maps a luma source to RGB, not {source_channels} to {channels} channels")
+        self.depth, self.skips, self.keep_luma = depth, skips, keep_luma
         self.encoder = nn.ModuleList()
         previous = source_channels
         for level in range(1, depth + 1):
@@ -120,7 +131,10 @@ class UNetGenerator(nn.Module):
             x = block(x)
             if self.skips:
                 x = torch.cat([x, skip], dim=1)
-        return self.output(x)
+        image = self.output(x)
+        if self.keep_luma:
+            image = clamp_straight_through(image + (source.to(image.dtype) - luma(image)))
+        return image
 
 
 class PatchDiscriminator(nn.Module):
