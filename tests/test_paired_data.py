@@ -391,3 +391,24 @@ def test_flips_mirror_about_half_the_pairs_but_never_at_test_time():
     assert 60 < int(mirrored.sum()) < 140 and torch.equal(batch["source"], batch["target"])
     test = PairedDataset(images, sources=images, task="paired", resolution=4, flip=True, evaluation=True)
     assert (test.__getitems__(list(range(200)))["target"][..., 0] == 1).all()
+
+
+def test_rotations_turn_pairs_by_every_multiple_of_90_degrees_but_never_at_test_time():
+    images = torch.zeros(400, 1, 4, 4, dtype=torch.uint8)
+    images[:, :, 0, 0] = 255  # one white corner pixel: where it lands tells the turn
+    pairs = PairedDataset(images, sources=images.clone(), task="paired", resolution=4, rotate=True)
+    batch = pairs.__getitems__(list(range(400)))
+    assert torch.equal(batch["source"], batch["target"])  # source and target turn together
+    corners = [(0, 0), (0, 3), (3, 0), (3, 3)]
+    counts = [int((batch["target"][:, 0, r, c] == 1).sum()) for r, c in corners]
+    assert sum(counts) == 400 and all(60 < n < 140 for n in counts)  # each quarter turn about a quarter of the time
+    # sr pairs: the source is made from the turned target, so it is the turned source
+    sr = resolve_data("mnist-4k?task=sr2x&n=32")
+    plain, turned = sr.load(resolution=28), sr.load(resolution=28, rotate=True)
+    a, b = plain.__getitems__(list(range(32))), turned.__getitems__(list(range(32)))
+    pairs = zip(a["source"], a["target"], b["source"], b["target"], strict=True)
+    for source, target, source_turned, target_turned in pairs:
+        k = next(k for k in range(4) if torch.equal(target.rot90(k, (-2, -1)), target_turned))
+        torch.testing.assert_close(source.rot90(k, (-2, -1)), source_turned, atol=1e-5, rtol=0)
+    test = PairedDataset(images, sources=images, task="paired", resolution=4, rotate=True, evaluation=True)
+    assert (test.__getitems__(list(range(400)))["target"][:, 0, 0, 0] == 1).all()

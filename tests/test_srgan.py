@@ -4,6 +4,7 @@ perceptual loss from a local safetensors file, and the conformance kit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from ganzoo.data import resolve_data
 from ganzoo.kit.pairs import clamp_straight_through
 from ganzoo.losses import feature_matching
 from ganzoo.testing import conformance_tests
+from ganzoo_plugins.srgan import SRGANConfig, plugin
 from ganzoo_plugins.srgan.networks import (
     RRDB,
     VGG_LAYERS,
@@ -218,3 +220,14 @@ def test_a_missing_or_incompatible_vgg_file_is_one_line(tmp_path):
         with pytest.raises(UsageError, match=message) as error:
             ganzoo.Trainer("srgan", config, {**QUIET, "steps": 1}, data=DATA, out=out).fit()
         assert "\n" not in str(error.value) and not out.exists()  # refused before the run wrote anything
+
+
+def test_training_pairs_are_flipped_and_turned_unless_switched_off():
+    config = SRGANConfig()
+    options = plugin.data_options(config)
+    assert options["flip"] is True and options["rotate"] is True
+    assert (config.flip, config.rotate, config.lr_pretrain, config.adv_weight) == (True, True, 1e-3, 1e-3)
+    off = dataclasses.replace(config, flip=False, rotate=False)
+    assert not plugin.data_options(off)["flip"] and not plugin.data_options(off)["rotate"]
+    dataset = resolve_data("photos?task=sr4x").load(**plugin.data_options(dataclasses.replace(config, resolution=32)))
+    assert dataset.flip and dataset.rotate

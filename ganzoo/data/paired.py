@@ -26,11 +26,12 @@ Crops and epochs: in training an epoch takes the same number of random crops fro
 photos); at test time (`split=test` or `val`) the crops are a fixed grid of ceil(H/N) x ceil(W/N) evenly spaced
 N x N crops per image (one centred crop along a side that fits only one).
 
-Seeding: the random numbers of a batch (crop positions, flips, holes, noise) come from one private generator per
-sample, never from torch's global one. In training the per-sample seeds are drawn from a generator seeded by
-(`seed=`, the batch's indices), so pairs differ from epoch to epoch yet depend only on the data order: a resumed
-run sees the same batches. At test time each sample's generator is seeded by (`seed=`, its index) alone, so every
-evaluation sees the same pairs whatever the batching.
+Seeding: the random numbers of a batch (crop positions, flips, rotations, holes, noise) come from one private
+generator per sample, never from torch's global one. In training the per-sample seeds are drawn from a generator
+seeded by (`seed=`, the batch's indices), so pairs differ from epoch to epoch yet depend only on the data order: a
+resumed run sees the same batches. At test time each sample's generator is seeded by (`seed=`, its index) alone, so
+every evaluation sees the same pairs whatever the batching. Flips (`flip`) and turns by multiples of 90 degrees
+(`rotate`), when a model asks for them in its data options, happen in training only.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class PairedDataset(torch.utils.data.Dataset):
         seed: int = 0,
         sigma: float = DEFAULT_SIGMA,
         flip: bool = False,
+        rotate: bool = False,
     ) -> None:
         if (task == "paired") != (sources is not None):
             raise ValueError("sources are given exactly for task='paired'")
@@ -150,7 +152,7 @@ class PairedDataset(torch.utils.data.Dataset):
         self.targets, self.sources, self.task = targets, sources, task
         self.labels = labels.long() if labels is not None else None
         self.resolution, self.crop, self.evaluation = resolution, crop, evaluation
-        self.seed, self.sigma, self.flip = seed, sigma, flip
+        self.seed, self.sigma, self.flip, self.rotate = seed, sigma, flip, rotate
         channels = int(targets[0].shape[-3])
         self.extras: dict[str, Any] = {"crop": crop}
         if task is not None:
@@ -225,6 +227,13 @@ class PairedDataset(torch.utils.data.Dataset):
             targets[mirror] = targets[mirror].flip(-1)
             if sources is not None:
                 sources[mirror] = sources[mirror].flip(-1)
+        if self.rotate and not self.evaluation:  # a random multiple of 90 degrees (the images are square)
+            turns = torch.tensor([int(4 * torch.rand((), generator=g)) for g in generators])
+            for k in (1, 2, 3):
+                chosen = turns == k
+                targets[chosen] = targets[chosen].rot90(k, (-2, -1))
+                if sources is not None:
+                    sources[chosen] = sources[chosen].rot90(k, (-2, -1))
         target = _to_unit(targets)
         if self.task is None:
             batch = {"image": target}
@@ -405,7 +414,12 @@ class DegradedSource(DataSource):
         return self._info
 
     def load(
-        self, resolution: int | None = None, channels: int | None = None, flip: bool = False, **_: Any
+        self,
+        resolution: int | None = None,
+        channels: int | None = None,
+        flip: bool = False,
+        rotate: bool = False,
+        **_: Any,
     ) -> PairedDataset:
         """Pairs with targets of `resolution` (default: the crop, else the data's, else 64) and `channels`."""
         native = self._info
@@ -419,16 +433,17 @@ class DegradedSource(DataSource):
         if self.task == "colorize" and channels != 3:
             raise UsageError(f"task=colorize needs 3-channel (RGB) targets, got channels={channels}")
         options = {"task": self.task, "evaluation": self.evaluation, "seed": self.seed, "sigma": self.sigma}
+        options.update(flip=flip, rotate=rotate)
         if self.crops:
             crop = self.crop or resolution
             images, labels, names = native_images(self.base, channels)
             what = "crop" if self.crop else "crop (the model's resolution)"
             _check_crop(images, names, crop, what, self.spec)
-            return PairedDataset(images, resolution=resolution, labels=labels, crop=crop, flip=flip, **options)
+            return PairedDataset(images, resolution=resolution, labels=labels, crop=crop, **options)
         dataset = self.base.load(resolution=resolution, channels=channels)
         if not isinstance(dataset, TensorImageDataset):
             raise UsageError(f"'task=' and 'crop=' are not supported for {self.base.spec!r}")
-        return PairedDataset(dataset.images, resolution=resolution, labels=dataset.labels, flip=flip, **options)
+        return PairedDataset(dataset.images, resolution=resolution, labels=dataset.labels, **options)
 
 
 class PhotosSource(DataSource):
@@ -456,11 +471,16 @@ class PhotosSource(DataSource):
         raise UsageError(f"'classes=' and 'n=' are not supported for {self.spec!r} (9 unlabelled photos)")
 
     def load(
-        self, resolution: int | None = None, channels: int | None = None, flip: bool = False, **_: Any
+        self,
+        resolution: int | None = None,
+        channels: int | None = None,
+        flip: bool = False,
+        rotate: bool = False,
+        **_: Any,
     ) -> PairedDataset:
         """Crops of `resolution` (default 64) with `channels` (default 3)."""
         crops = DegradedSource(self.spec, self, None, evaluation=self.evaluation)
-        return crops.load(resolution=resolution, channels=channels, flip=flip)
+        return crops.load(resolution=resolution, channels=channels, flip=flip, rotate=rotate)
 
 
 def _match_by_name(spec: str, folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
@@ -584,6 +604,7 @@ class PairedFolderSource(DataSource):
         resolution: int | None = None,
         channels: int | None = None,
         flip: bool = False,
+        rotate: bool = False,
         source_channels: int | None = None,
         **_: Any,
     ) -> PairedDataset:
@@ -596,7 +617,7 @@ class PairedFolderSource(DataSource):
         size = None if self.crop else resolution
         decoded = _parallel(lambda pair: self._read_pair(pair, modes, size), self.pairs)
         sources, targets = [s for s, _ in decoded], [t for _, t in decoded]
-        options = {"evaluation": self.evaluation, "seed": self.seed, "flip": flip}
+        options = {"evaluation": self.evaluation, "seed": self.seed, "flip": flip, "rotate": rotate}
         if self.crop is None:
             return PairedDataset(
                 torch.stack(targets), sources=torch.stack(sources), task="paired", resolution=resolution, **options
