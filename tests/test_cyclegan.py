@@ -288,7 +288,8 @@ def test_default_data_roles_grid_and_ema(cyclegan_run):
         # 12 images: two rows of a, a->b, a->b->a, b, b->a, b->a->b at 28 px with 2 px padding
         assert grid.size == (6 * 30 + 2, 2 * 30 + 2)
     lines = [json.loads(line) for line in (cyclegan_run / "metrics.jsonl").read_text().splitlines()]
-    assert {"loss/generators", "loss/discriminator_a", "loss/discriminator_b", "cycle_a", "identity_b"} <= set(lines[0])
+    assert {"loss/generators", "loss/discriminator_a", "loss/discriminator_b", "cycle_a"} <= set(lines[0])
+    assert "identity_b" not in lines[0]  # the identity loss is off by default (lambda_identity 0)
 
 
 def test_sample_gives_triplets_of_the_stored_examples(cyclegan_run):
