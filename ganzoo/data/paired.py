@@ -433,7 +433,7 @@ class DegradedSource(DataSource):
         if self.task == "colorize" and channels != 3:
             raise UsageError(f"task=colorize needs 3-channel (RGB) targets, got channels={channels}")
         options = {"task": self.task, "evaluation": self.evaluation, "seed": self.seed, "sigma": self.sigma}
-        options.update(flip=flip, rotate=rotate)
+        options |= {"flip": flip, "rotate": rotate}
         if self.crops:
             crop = self.crop or resolution
             images, labels, names = native_images(self.base, channels)
