@@ -11,17 +11,18 @@ domain A, 3,000 MNIST digits as domain B) for a fixed budget, then translates th
 - FID with the `digits` features between the translations and the real held-out images of the target domain.
 Baselines: the identity mapping (the source images themselves) and an untrained CycleGAN of the same config.
 
-    python benchmarks/cyclegan.py [--steps 1500] [--seeds 0,1,2] [--set key=value ...] [--threads 1] [--write]
-                                  [--variant NAME] [--json FILE]
+    python benchmarks/cyclegan.py [--steps 1500] [--seeds 0,1,2] [--set key=value ...] [--train key=value ...]
+                                  [--threads 1] [--write] [--variant NAME] [--json FILE]
     python benchmarks/cyclegan.py --table FILE [--write]
 
-`--set` overrides the plugin's config (e.g. `--set g_width=16`); `--write` updates the "cyclegan" section of
+`--set` overrides the plugin's config (e.g. `--set g_width=16`), `--train` the training config (e.g. `--train
+lr_schedule=constant`); `--write` updates the "cyclegan" section of
 benchmarks/RESULTS.md and saves a triplet grid of the first seed as benchmarks/cyclegan-stepN.png.
 `--json FILE` appends each finished seed's row (with `--variant`, a name for this invocation's `--set` overrides,
 the config, the steps and the command) to FILE as one JSON line, so the runs of separate invocations accumulate.
 `--table FILE` trains nothing: it prints a table of FILE's rows, one row per variant with medians over its seeds
 (the last row of each variant and seed counts), beside the identity mapping; with `--write` it updates the
-"cyclegan: content preservation" section with the commands that produced the rows.
+"cyclegan: content preservation" section (or `--section TITLE`) with the commands that produced the rows.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def train_and_score(args: argparse.Namespace, config: dict, seed: int, test: dic
         "tensorboard": False,
         "checkpoint_every": args.steps,
         "sample_every": args.steps,
+        **parse_set_options(args.train_options),
     }
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -126,21 +128,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="iterations (default: the plugin's)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", dest="set_options", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--train", dest="train_options", action="append", default=[], metavar="KEY=VALUE", help="training config"
+    )
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 avoids contention)")
     parser.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
     parser.add_argument("--variant", default=None, help="name of this invocation's overrides (default: them)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="append each seed's row to FILE")
     parser.add_argument("--table", type=Path, default=None, metavar="FILE", help="tabulate FILE's rows; no training")
+    parser.add_argument("--section", default=SWEEP_SECTION, help="the RESULTS.md section --table --write writes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.table is not None:
-        write_table(args.table, args.write)
+        write_table(args.table, args.write, args.section)
         return
     plugin = ganzoo.get_plugin("cyclegan")
     args.steps = args.steps or plugin.train_defaults["steps"]
     config = parse_set_options(args.set_options)
-    variant = args.variant or ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
+    train_overrides = parse_set_options(args.train_options)
+    variant = args.variant or ", ".join(f"{k}={v}" for k, v in {**config, **train_overrides}.items()) or "defaults"
     command = shlex.join(["python", "benchmarks/cyclegan.py", *sys.argv[1:]])
     extractor = get_features("digits")
     test = held_out(28)
@@ -155,6 +162,7 @@ def main() -> None:
         print(json.dumps({"config": config, "steps": args.steps, **rows[-1]}), flush=True)
         if args.json is not None:
             line = {"variant": variant, "config": config, "steps": args.steps, **rows[-1], "command": command}
+            line |= {"train_overrides": train_overrides} if train_overrides else {}
             with args.json.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
     if args.write:
@@ -205,14 +213,15 @@ def read_sweep(path: Path) -> dict[str, list[dict]]:
         row = json.loads(text)
         seeds = variants.setdefault(row["variant"], {})
         first = next(iter(seeds.values()), row)
-        if (first["config"], first["steps"]) != (row["config"], row["steps"]):
-            raise SystemExit(f"{path}:{number}: variant {row['variant']!r} ran with another config or step count")
+        setting = ("config", "steps", "train_overrides")
+        if any(first.get(key) != row.get(key) for key in setting):
+            raise SystemExit(f"{path}:{number}: variant {row['variant']!r} ran with another {'/'.join(setting)}")
         seeds[row["seed"]] = row
     return {name: sorted(seeds.values(), key=lambda row: row["seed"]) for name, seeds in variants.items()}
 
 
-def write_table(path: Path, write: bool) -> None:
-    """Prints (and with `write`, writes) the content-preservation table of the sweep rows in `path`."""
+def write_table(path: Path, write: bool, section: str = SWEEP_SECTION) -> None:
+    """Prints (and with `write`, writes as `section`) the content-preservation table of the sweep rows in `path`."""
     variants = read_sweep(path)
     if not variants:
         raise SystemExit(f"{path} has no rows")
@@ -239,7 +248,8 @@ def write_table(path: Path, write: bool) -> None:
     commands: list[str] = []
     for name, rows in variants.items():
         median = {key: statistics.median(row[key] for row in rows) for key in (*KEYS, "train_s")}
-        overrides = ", ".join(f"`{k}={v}`" for k, v in rows[0]["config"].items()) or "none"
+        settings = {**rows[0]["config"], **rows[0].get("train_overrides", {})}
+        overrides = ", ".join(f"`{k}={v}`" for k, v in settings.items()) or "none"
         seeds = ",".join(str(row["seed"]) for row in rows)
         lines.append(
             f"| {name} | {overrides} | {seeds} | {rows[0]['steps']} | {cells(median, rows)} | {median['train_s']:.0f} |"
@@ -257,9 +267,10 @@ def write_table(path: Path, write: bool) -> None:
         from results import write_section
 
         # write_section puts the command in backticks: the table's command, then the ones that made the rows
-        table = shlex.join(["python", "benchmarks/cyclegan.py", "--table", str(path), "--write"])
+        argv = ["python", "benchmarks/cyclegan.py", "--table", str(path), "--write"]
+        table = shlex.join(argv + (["--section", section] if section != SWEEP_SECTION else []))
         commands = list(dict.fromkeys(commands))  # in order, each once
-        write_section(SWEEP_SECTION, "` from `".join([table, "`, `".join(commands)]) if commands else table, body)
+        write_section(section, "` from `".join([table, "`, `".join(commands)]) if commands else table, body)
 
 
 if __name__ == "__main__":

@@ -230,35 +230,46 @@ def cached(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 @dataclasses.dataclass
 class Curve:
-    """A method's runs on one target: per-step median FID and KID, the per-seed FIDs and the seeds."""
+    """A method's runs on one target: the per-step median of every score of the runs' curves, the per-seed values
+    of the score `key` (the one `best` and `reaches` read; lower is better), the seeds and the median wall time."""
 
-    fid: dict[int, float]
-    kid: dict[int, float]
+    medians: dict[str, dict[int, float]]
     per_seed: dict[int, list[float]]
     seeds: list[int]
     train_s: float
+    key: str = "fid"
 
     @classmethod
-    def of(cls, runs: list[dict[str, Any]]) -> Curve:
+    def of(cls, runs: list[dict[str, Any]], key: str = "fid") -> Curve:
         steps = sorted({point["step"] for run in runs for point in run["curve"]})
-        per_seed = {s: [p["fid"] for run in runs for p in run["curve"] if p["step"] == s] for s in steps}
-        kids = {s: [p["kid"] for run in runs for p in run["curve"] if p["step"] == s] for s in steps}
+        names = sorted({name for run in runs for point in run["curve"] for name in point if name != "step"})
+        values = {
+            name: {s: [p[name] for run in runs for p in run["curve"] if p["step"] == s and name in p] for s in steps}
+            for name in names
+        }
         return cls(
-            fid={s: statistics.median(v) for s, v in per_seed.items()},
-            kid={s: statistics.median(v) for s, v in kids.items()},
-            per_seed=per_seed,
+            medians={
+                name: {s: statistics.median(v) for s, v in by_step.items() if v} for name, by_step in values.items()
+            },
+            per_seed=values[key],
             seeds=sorted(run["seed"] for run in runs),
             train_s=statistics.median(run["train_s"] for run in runs),
+            key=key,
         )
 
-    def best(self) -> tuple[int, float]:
-        """The iteration of the lowest median FID (the source itself, iteration 0, excluded) and that FID."""
-        step = min((s for s in self.fid if s > 0), key=lambda s: self.fid[s])
-        return step, self.fid[step]
+    @property
+    def values(self) -> dict[int, float]:
+        """The median of the score `key` at each iteration."""
+        return self.medians[self.key]
 
-    def reaches(self, fid: float) -> int | None:
-        """The first evaluated iteration (after 0) whose median FID is at most `fid`; None if none is."""
-        return next((s for s in sorted(self.fid) if s > 0 and self.fid[s] <= fid), None)
+    def best(self) -> tuple[int, float]:
+        """The iteration of the lowest median score (the source itself, iteration 0, excluded) and that score."""
+        step = min((s for s in self.values if s > 0), key=lambda s: self.values[s])
+        return step, self.values[step]
+
+    def reaches(self, value: float) -> int | None:
+        """The first evaluated iteration (after 0) whose median score is at most `value`; None if none is."""
+        return next((s for s in sorted(self.values) if s > 0 and self.values[s] <= value), None)
 
 
 def curves(records: list[dict[str, Any]], methods: Mapping[str, Method]) -> dict[tuple[str, str], Curve]:
@@ -290,14 +301,14 @@ def curve_table(found: dict[tuple[str, str], Curve], evals: list[int], kid: bool
     for (target, method), curve in found.items():
         cells = []
         for step in columns:
-            if step not in curve.fid:
+            if step not in curve.values:
                 cells.append("-")
             elif kid:
-                cells.append(f"{1e3 * curve.kid[step]:.1f}")
+                cells.append(f"{1e3 * curve.medians['kid'][step]:.1f}")
             else:
                 spread = curve.per_seed[step]
                 cells.append(
-                    f"{curve.fid[step]:.2f}" + (f" ({min(spread):.2f}-{max(spread):.2f})" if len(spread) > 1 else "")
+                    f"{curve.values[step]:.2f}" + (f" ({min(spread):.2f}-{max(spread):.2f})" if len(spread) > 1 else "")
                 )
         seeds = ",".join(map(str, curve.seeds))
         lines.append(f"| {target} | {method} | {seeds} | " + " | ".join(cells) + " |")

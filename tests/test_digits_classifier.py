@@ -82,3 +82,30 @@ def test_metadata_records_provenance() -> None:
     int(info["seed"])
     assert 0.98 <= float(info["test_accuracy"]) <= 1.0
     assert (REPO / info["script"]).is_file()
+
+
+@pytest.mark.slow
+def test_the_training_tool_writes_a_timm_classifier_that_loads_back(tmp_path: Path, monkeypatch) -> None:
+    """tools/train_digits_classifier.py --architecture timm:NAME: the file's metadata is what
+    `ganzoo.metrics.classifiers` needs, and the loaded classifier scores what the tool reported."""
+    from safetensors import safe_open
+
+    from ganzoo.metrics.classifiers import load_classifier
+
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    import train_digits_classifier
+
+    out = tmp_path / "clf.safetensors"
+    argv = ["--epochs", "1", "--threads", "1", "--architecture", "timm:test_resnet", "--out", str(out)]
+    train_digits_classifier.main(argv)
+    with safe_open(str(out), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["architecture"] == "timm:test_resnet" and metadata["train_data"] == "mnist-4k?split=train"
+    dataset = resolve_data("mnist-4k?split=test").load(resolution=28, channels=1)
+    images, labels = dataset.images.float() / 127.5 - 1, dataset.labels
+    with torch.no_grad():
+        accuracy = (load_classifier(str(out))(images).argmax(1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(float(metadata["test_accuracy"]), abs=1e-3)
+    assert accuracy > 0.5  # one epoch learns digits
+    with pytest.raises(SystemExit, match="unknown architecture"):
+        train_digits_classifier.main(["--epochs", "1", "--architecture", "resnet", "--out", str(out)])

@@ -1,7 +1,8 @@
 """Train the shipped digit classifiers: the `digits` feature extractor (ganzoo/metrics/assets/digits.safetensors)
 and the `uci-digits` classifier of CycleGAN's semantic consistency loss (ganzoo/metrics/assets/uci-digits.safetensors).
 
-Trains `ganzoo.metrics.digits.DigitsClassifier` on a training split only (`mnist-4k?split=train`, 3,000 MNIST
+Trains `ganzoo.metrics.digits.DigitsClassifier` (or, with `--architecture timm:NAME`, an untrained timm model with
+one input channel) on a training split only (`mnist-4k?split=train`, 3,000 MNIST
 digits, by default), with on-the-fly random affine augmentation, and reports accuracy on the held-out split
 (`mnist-4k?split=test` by default) and on any `--also` data (e.g. the other digit domain). The weights of the final
 epoch are written (the test split is never used to pick a checkpoint), together with metadata recording how they
@@ -11,6 +12,8 @@ were made. Deterministic given --seed on a given machine and torch build.
     python tools/train_digits_classifier.py --seed 0 --epochs 40 --train-data 'uci-digits-8x8?split=train' \
         --test-data 'uci-digits-8x8?split=test' --also 'mnist-4k?split=test' \
         --out ganzoo/metrics/assets/uci-digits.safetensors
+    python tools/train_digits_classifier.py --seed 1 --epochs 40 --architecture timm:test_resnet \
+        --out ganzoo/metrics/assets/mnist-resnet.safetensors
 """
 
 from __future__ import annotations
@@ -96,8 +99,23 @@ def canonicalise_header(path: Path) -> None:
     path.write_bytes(len(header).to_bytes(8, "little") + header + raw[8 + length :])
 
 
+def build(architecture: str) -> tuple[torch.nn.Module, dict[str, str]]:
+    """An untrained classifier of 28 px grey digits in [-1, 1] and the metadata `ganzoo.metrics.classifiers` reads
+    it back with: a timm model sees (x + 1) / 2 normalised by mean 0.5 and std 0.5, which is x itself."""
+    if architecture == "DigitsClassifier":
+        model = DigitsClassifier()
+        return model, {"architecture": architecture, "feature_dim": str(model.feature_dim)}
+    if not architecture.startswith("timm:"):
+        raise SystemExit(f"unknown architecture {architecture!r}; accepted: DigitsClassifier or timm:NAME")
+    import timm
+
+    model = timm.create_model(architecture[len("timm:") :], pretrained=False, num_classes=10, in_chans=1)
+    described = {"architecture": architecture, "num_classes": "10", "in_chans": "1", "input_size": "28,28"}
+    return model, {**described, "mean": "0.5", "std": "0.5"}
+
+
 @torch.no_grad()
-def accuracy(model: DigitsClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     model.eval()
     correct = 0
     for start in range(0, len(images), batch_size):
@@ -120,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--restyle", action="store_true", help="also random stroke styles (sharpness, thickness)")
     parser.add_argument("--also", action="append", default=[], metavar="DATA", help="more data to report accuracy on")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--architecture", default="DigitsClassifier", help="DigitsClassifier or timm:NAME (e.g. timm:test_resnet)"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -130,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
 
     train_images, train_labels = load_split(args.train_data)
     test_images, test_labels = load_split(args.test_data)
-    model = DigitsClassifier()
+    model, described = build(args.architecture)
     num_params = sum(p.numel() for p in model.parameters())
     print(
         f"train {len(train_images)} digits ({args.train_data}), test {len(test_images)} ({args.test_data}), "
@@ -178,9 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": str(args.epochs),
         "script": SCRIPT,
         "torch_version": torch.__version__,
-        "architecture": "DigitsClassifier",
+        **described,
         "augmentation": "affine" + (", restyle" if args.restyle else ""),
-        "feature_dim": str(model.feature_dim),
         "num_params": str(num_params),
     }
     # float32 weights and running statistics; BatchNorm's int64 num_batches_tracked is kept for strict loading.

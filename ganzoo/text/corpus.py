@@ -40,6 +40,7 @@ __all__ = [
     "TextSource",
     "VocabularySource",
     "encode_samples",
+    "read_surnames",
     "read_text_lines",
     "read_token_lines",
 ]
@@ -164,14 +165,15 @@ def read_token_lines(path: str | Path, spec: str | None = None) -> list[list[int
     return samples
 
 
-def _surnames() -> list[str]:
+def read_surnames() -> list[str]:
+    """The embedded surnames, most frequent first (the order of the file)."""
     with resources.files("ganzoo.text").joinpath("assets/us-surnames.txt.gz").open("rb") as handle:
         return gzip.decompress(handle.read()).decode("utf-8").split()
 
 
 def _surnames_split(name: str) -> _Reader:
     def read() -> list[str]:
-        names = _surnames()
+        names = read_surnames()
         test = name == "test"
         return [n for i, n in enumerate(names) if (i % SURNAMES_TEST_EVERY == SURNAMES_TEST_EVERY - 1) == test]
 
@@ -293,7 +295,7 @@ def _tokens_source(spec: str, rest: str) -> TextSource:
 
 
 def _surnames_source(spec: str) -> TextSource:
-    return TextSource(spec, _surnames, "text", {name: _surnames_split(name) for name in ("train", "test")})
+    return TextSource(spec, read_surnames, "text", {name: _surnames_split(name) for name in ("train", "test")})
 
 
 register_data("text", _text_source, prefix=True)
