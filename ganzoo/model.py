@@ -111,6 +111,14 @@ class GANModel:
             out = self.plugin.enhance(nets, source.to(self.device), None if mask is None else mask.to(self.device))
         return out.float().cpu()
 
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, direction: str = "a2b", use_ema: bool = True) -> torch.Tensor:
+        """An unpaired image-to-image model's translations of `images` (one domain's, in [-1, 1], at the model's
+        resolution) to the other domain (`direction` a2b or b2a) in eval mode, on the CPU."""
+        with self._sampling(use_ema) as nets:
+            out = self.plugin.translate(nets, images.to(self.device), direction)
+        return out.float().cpu()
+
     def _grid_condition(self, n: int, label: int | None) -> tuple[torch.Tensor | None, int | None]:
         """The labels of n grid images and the images per row: for a conditional model, `label`'s class (a
         free layout), or without one the classes cycling 0, 1, ..., K-1 (one column per class); otherwise no

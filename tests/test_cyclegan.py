@@ -461,6 +461,34 @@ def uci_test() -> tuple[torch.Tensor, torch.Tensor]:
 PAIR_TRAIN = "digits-8x8-to-mnist?split=train"
 
 
+def test_evaluation_scores_translations_against_the_other_domain(cyclegan_run):
+    """`ganzoo eval` / the zoo on two-domain data: A->B translations of domain A's first n images against domain
+    B's images, label preservation as accuracy, the same B->A under *_b2a keys; one-domain data is refused."""
+    from ganzoo.metrics import stats
+    from ganzoo.metrics.evaluation import evaluate
+    from ganzoo.metrics.features import get_features
+
+    model = ganzoo.load_pretrained(cyclegan_run)
+    data = "digits-8x8-to-mnist?split=test"
+    scores = evaluate(model, data, "fid,kid,accuracy", n=20)
+    assert scores["n"] == 20 and scores["n_b2a"] == 20 and scores["features"] == "digits"
+    assert {"fid", "kid_mean", "accuracy", "fid_b2a", "accuracy_b2a"} <= set(scores) and "precision" not in scores
+    domains = resolve_data(data).load(resolution=28, channels=1)
+    sources = domains.a.images[:20].float() / 127.5 - 1
+    translated = model.translate(sources, "a2b")
+    nets = model.sampling_nets()
+    for net in nets.values():
+        net.eval()
+    with torch.no_grad():
+        assert torch.allclose(translated, model.plugin.translate(nets, sources, "a2b"))
+    features, logits = get_features("digits").extract(translated)
+    assert scores["accuracy"] == pytest.approx(float((logits.argmax(1) == domains.a.labels[:20]).double().mean()))
+    real = get_features("digits").extract(domains.b.images.float() / 127.5 - 1)[0]
+    assert scores["fid"] == pytest.approx(stats.frechet_distance_of(features, real), rel=1e-6)
+    with pytest.raises(UsageError, match="scored on two domains"):
+        evaluate(model, "mnist-4k?split=test", "fid", n=20)
+
+
 # ------------------------------------------------------------------------------------------------ content preservation
 
 
@@ -473,6 +501,21 @@ def test_the_shipped_uci_classifier_reads_its_domain(uci_test):
     assert accuracy == pytest.approx(float(metadata["test_accuracy"]), abs=0.002) and accuracy > 0.97
     assert metadata["train_data"] == "uci-digits-8x8?split=train"  # never the test split
     assert not any(p.requires_grad for p in classifier.parameters())
+
+
+def test_the_shipped_domain_b_classifier_is_not_the_judge():
+    """`mnist-resnet` reads MNIST as well as the `digits` judge but is another network (timm's test_resnet, another
+    seed), trained on the training split only."""
+    data = resolve_data("mnist-4k?split=test").load(resolution=28, channels=1)
+    images, labels = data.images.float() / 127.5 - 1, data.labels
+    classifier = load_classifier("mnist-resnet")
+    with torch.no_grad():
+        accuracy = float((classifier(images).argmax(1) == labels).float().mean())
+    metadata, judge = classifier_metadata("mnist-resnet"), classifier_metadata("digits")
+    assert accuracy == pytest.approx(float(metadata["test_accuracy"]), abs=0.002) and accuracy > 0.98
+    assert metadata["train_data"] == "mnist-4k?split=train"
+    assert metadata["architecture"] == "timm:test_resnet" != judge["architecture"]
+    assert metadata["seed"] != judge["seed"]
 
 
 def test_classifiers_stay_in_eval_mode_and_are_shared():
@@ -501,7 +544,8 @@ def test_a_timm_classifier_from_a_safetensors_file(tmp_path):
 
 
 def test_unusable_classifiers_are_usage_errors(tmp_path):
-    with pytest.raises(UsageError, match="neither a shipped one nor a file; accepted: digits, uci-digits"):
+    accepted = "accepted: digits, uci-digits, mnist-resnet"
+    with pytest.raises(UsageError, match=f"neither a shipped one nor a file; {accepted}"):
         load_classifier(str(tmp_path / "missing.safetensors"))
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not safetensors")

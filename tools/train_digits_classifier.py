@@ -12,8 +12,8 @@ were made. Deterministic given --seed on a given machine and torch build.
     python tools/train_digits_classifier.py --seed 0 --epochs 40 --train-data 'uci-digits-8x8?split=train' \
         --test-data 'uci-digits-8x8?split=test' --also 'mnist-4k?split=test' \
         --out ganzoo/metrics/assets/uci-digits.safetensors
-    python tools/train_digits_classifier.py --seed 1 --epochs 40 --architecture timm:test_resnet \
-        --out ganzoo/metrics/assets/mnist-resnet.safetensors
+    python tools/train_digits_classifier.py --seed 1 --epochs 40 --threads 1 --architecture timm:test_resnet \
+        --also 'uci-digits-8x8?split=test' --out ganzoo/metrics/assets/mnist-resnet.safetensors
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@ consistency loss (CyCADA, Hoffman et al. 2018) reads the class a classifier sees
 
 A classifier spec is one of
 - a shipped name: `digits` (ganzoo's digit CNN trained on MNIST, `mnist-4k?split=train`; the `digits` metrics'
-  network) or `uci-digits` (the same CNN trained on the UCI 8x8 digits upscaled to 28 px,
-  `uci-digits-8x8?split=train`: the classifier of domain A of `digits-8x8-to-mnist`);
+  network), `uci-digits` (the same CNN trained on the UCI 8x8 digits upscaled to 28 px,
+  `uci-digits-8x8?split=train`: the classifier of domain A of `digits-8x8-to-mnist`) or `mnist-resnet` (timm's
+  `test_resnet`, untrained weights trained here on `mnist-4k?split=train` with another seed: a classifier of
+  domain B that is not the `digits` network the benchmarks judge with);
 - a safetensors file of a state dict whose metadata says what it holds: `architecture` `DigitsClassifier` (what
   `tools/train_digits_classifier.py` writes) or `timm:NAME` (a timm model, e.g. one fine-tuned on the user's
   domain, saved with `safetensors.torch.save_file(model.state_dict(), path, metadata=...)`), with `num_classes`,
@@ -28,7 +30,11 @@ from torch import nn
 from ganzoo.errors import UsageError
 from ganzoo.metrics.features import _to_channels
 
-SHIPPED = {"digits": "assets/digits.safetensors", "uci-digits": "assets/uci-digits.safetensors"}
+SHIPPED = {
+    "digits": "assets/digits.safetensors",
+    "uci-digits": "assets/uci-digits.safetensors",
+    "mnist-resnet": "assets/mnist-resnet.safetensors",
+}
 ARCHITECTURES = "DigitsClassifier or timm:NAME"
 
 __all__ = ["FrozenClassifier", "accepted_classifiers", "classifier_metadata", "load_classifier"]

@@ -146,6 +146,8 @@ def evaluate(
         return _evaluate_text(model, data, names, n, seed, use_ema, started, temperatures or ())
     if paired:
         return _evaluate_paired(model, data, names, features, weights, n, batch_size, seed, use_ema, started)
+    if modality == "image-to-image":
+        return _evaluate_unpaired(model, data, names, features, weights, n, batch_size, seed, use_ema, started)
     extractor = features if isinstance(features, FeatureExtractor) else get_features(features, model.device, weights)
     if "is" in names and extractor.num_classes is None:
         raise UsageError(f"the Inception Score needs a classifier extractor; {extractor.name} gives no logits")
@@ -237,6 +239,52 @@ def _evaluate_paired(
                 raise UsageError("accuracy needs labelled pairs (e.g. mnist-4k?task=sr4x) and a classifier extractor")
             result["accuracy"] = float((logits.argmax(dim=1) == torch.cat(labels)).double().mean())
     result.update(n=count, data=data, seconds=round(time.perf_counter() - started, 2))
+    return result
+
+
+def _evaluate_unpaired(
+    model: GANModel,
+    data: str,
+    names: Sequence[str],
+    features: str | FeatureExtractor,
+    weights: str | None,
+    n: int,
+    batch_size: int,
+    seed: int,
+    use_ema: bool,
+    started: float,
+) -> dict[str, Any]:
+    """An unpaired translation model (CycleGAN) on two-domain `data`: its A->B translations of the first n images of
+    domain A against the real images of domain B (FID / KID / precision-recall; accuracy: label preservation, the
+    extractor's classifier on the translations against the source images' labels), and the same for B->A as
+    `*_b2a` keys."""
+    from ganzoo.data import resolve_data
+
+    source = resolve_data(data)
+    if not source.info().extras.get("domains"):
+        raise UsageError(
+            f"{model.plugin.name} is scored on two domains (its translations against the other domain's images); "
+            f"{data!r} is one: give two-domain data, e.g. unpaired:DIR_A,DIR_B or digits-8x8-to-mnist?split=test"
+        )
+    extractor = features if isinstance(features, FeatureExtractor) else get_features(features, model.device, weights)
+    domains = source.load(**model.plugin.data_options(model.config))
+    result: dict[str, Any] = {}
+    for direction, origin, target in (("a2b", domains.a, domains.b), ("b2a", domains.b, domains.a)):
+        count = min(n, len(origin))
+        images = origin.images[:count].float() / 127.5 - 1
+        starts = range(0, count, batch_size)
+        translated = torch.cat([model.translate(images[i : i + batch_size], direction, use_ema) for i in starts])
+        fake, logits = extract_all(extractor, translated, batch_size, False, "features of translations")
+        real, _ = extract_all(extractor, target.images.float() / 127.5 - 1, batch_size, False, "features of data")
+        scores = _distances(fake, real, names, seed)
+        if "accuracy" in names:
+            if logits is None or origin.labels is None:
+                raise UsageError("accuracy needs labelled domains (digits-8x8-to-mnist) and a classifier extractor")
+            scores["accuracy"] = float((logits.argmax(dim=1) == origin.labels[:count]).double().mean())
+        suffix = "" if direction == "a2b" else "_b2a"
+        result.update({f"{key}{suffix}": value for key, value in scores.items()})
+        result[f"n{suffix}"] = count
+    result.update(data=data, features=extractor.name, seconds=round(time.perf_counter() - started, 2))
     return result
 
 

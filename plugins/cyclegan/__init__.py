@@ -16,7 +16,11 @@ Against the generators changing what an image shows (cycle consistency alone all
 signal: Chu et al. 2017), three optional terms: Gaussian noise on the translation before the cycle reads it back
 (`cycle_noise`), a cycle loss on the discriminators' features (`lambda_feature_cycle`), and CyCADA's semantic
 consistency loss (Hoffman et al. 2018) with frozen classifiers of the domains (`semantic`, `semantic_b`: shipped
-names or safetensors files, `ganzoo.metrics.classifiers`), read when training starts and never trained.
+names or safetensors files, `ganzoo.metrics.classifiers`), read when training starts and never trained. On the
+embedded digits task the semantic loss with a classifier of each domain (`semantic=uci-digits`,
+`semantic_b=mnist-resnet`) keeps the digit's class in 96.0% of A->B translations (3 seeds: 96.0, 96.0, 95.8; FID
+A->B 1.33 against 2.17 without it), as judged by the `digits` network, which is not the loss's B classifier (another
+architecture and seed, the same MNIST training split); with domain A's classifier alone, 82.6%.
 
 The identity loss is off by default (`lambda_identity` 0; 0.5 in cyclegan 1.0.0): the paper adds it for
 painting->photo only, to keep colours, and on the digits task (`benchmarks/cyclegan.py`, 3 seeds) it costs the
@@ -75,11 +79,14 @@ class CycleGANConfig:
     )
     semantic: str | None = option(
         None,
-        "a frozen classifier of domain A (shipped: digits, uci-digits; or a safetensors file): adds CyCADA's "
-        "semantic consistency loss KL(f_A(a) || f(a->b)), f the domain-B classifier when semantic_b is set, else f_A",
+        "a frozen classifier of domain A (a shipped name: uci-digits for digits-8x8-to-mnist, digits, mnist-resnet; "
+        "or a safetensors file): adds CyCADA's semantic consistency loss KL(f_A(a) || f(a->b)), f the domain-B "
+        "classifier when semantic_b is set, else f_A",
     )
     semantic_b: str | None = option(
-        None, "a frozen classifier of domain B: with semantic, also KL(f_B(b) || f_A(b->a)) (both directions)"
+        None,
+        "a frozen classifier of domain B (e.g. mnist-resnet for digits-8x8-to-mnist): with semantic, f of "
+        "KL(f_A(a) || f(a->b)), and also KL(f_B(b) || f_A(b->a)) (both directions)",
     )
     lambda_semantic: float = option(1.0, "weight of the semantic consistency loss (per direction)", min=0)
     pool_size: int = option(50, "generated images in each discriminator's history pool (0: no pool)", min=0)
@@ -195,8 +202,8 @@ class CycleGAN(GANPlugin):
         "cyclegan-digits-8x8-to-mnist",
         "digits-8x8-to-mnist?split=train",
         1500,
-        eval_data="mnist-4k?split=test",
-        metrics="fid,kid,pr",
+        eval_data="digits-8x8-to-mnist?split=test",  # A->B translations of held-out UCI digits against MNIST's
+        metrics="fid,kid,pr,accuracy",  # accuracy: the `digits` classifier reads the source digit's class
     )
     generator_roles = ("generator_ab", "generator_ba")
     default_data = "digits-8x8-to-mnist"
