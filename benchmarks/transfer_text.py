@@ -12,17 +12,17 @@ The corpora are written once as text files under `--work` and read as `text:PATH
 with its defaults on the target, read in the source's vocabulary and length so that every model scores the same
 symbols: a character the 100 names lack is then unlikely, not impossible), fine-tune (`ganzoo finetune`'s defaults:
 the source's vocabulary and length; the run starts at iteration 0, so its first 1,000 iterations are MLE on the
-target again) and fine-tune + FreezeD (the discriminator's first block frozen). At every iteration of `--evals`
-(and, for fine-tuning, the source itself at 0) the EMA generator is scored: NLL_test (nats per character of the
-held-out tail names, end marker included; lower: the model finds rare names likelier), BLEU-4 of `--n` sampled names
-against them and their self-BLEU-4 (`text_surnames.py`'s definitions). From the median curves: the iterations each
-method needs to reach scratch's best NLL_test and each method's best against scratch's. Runs are cached under
-`--work` like transfer.py's; `--write` renders the cached runs into the "transfer: text" section of
-benchmarks/RESULTS.md.
+target again), fine-tune + FreezeD (the discriminator's first block frozen) and fine-tune at a tenth and a hundredth
+of lstm-gan's MLE learning rate (1e-2). At every iteration of `--evals` (and, for fine-tuning, the source itself at
+0) the EMA generator is scored: NLL_test (nats per character of the held-out tail names, end marker included; lower:
+the model finds rare names likelier), BLEU-4 of `--n` sampled names against them and their self-BLEU-4
+(`text_surnames.py`'s definitions). From the median curves: the iterations each method needs to reach scratch's best
+NLL_test and each method's best against scratch's. Runs are cached under `--work` like transfer.py's; `--write`
+renders the cached runs into the "transfer: text" section of benchmarks/RESULTS.md.
 
     python benchmarks/transfer_text.py [--targets tail-100,tail-1000] [--methods all] [--seeds 0,1,2]
-                                       [--evals 50,100,250,500,1000,2000] [--pretrain-steps 2000] [--n 500]
-                                       [--work DIR] [--threads 1] [--write]
+                                       [--evals 10,25,50,100,250,500,1000,2000] [--pretrain-steps 2000]
+                                       [--n 500] [--work DIR] [--threads 1] [--write]
     python benchmarks/transfer_text.py --smoke   # seconds: checks the script end to end, measures nothing
 """
 
@@ -57,6 +57,8 @@ METHODS: dict[str, tuple[bool, dict[str, Any]]] = {  # name: (start from the sou
     "scratch": (False, {}),
     "fine-tune": (True, {}),
     "fine-tune + FreezeD": (True, {"freeze_d": 1}),
+    "fine-tune, lr_mle 1e-3": (True, {"lr_mle": 1e-3}),
+    "fine-tune, lr_mle 1e-4": (True, {"lr_mle": 1e-4}),
 }
 SELF_BLEU_SAMPLE = 200
 SECTION = "transfer: text (lstm-gan, common -> rare surnames)"
@@ -222,7 +224,7 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated: {', '.join(TARGETS)}")
     parser.add_argument("--methods", default="all", help=f"comma-separated: {', '.join(METHODS)}; or all")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--evals", default="50,100,250,500,1000,2000", help="iterations to score; the last ends")
+    parser.add_argument("--evals", default="10,25,50,100,250,500,1000,2000", help="iterations to score; the last ends")
     parser.add_argument("--pretrain-steps", type=int, default=2000)
     parser.add_argument("--n", type=int, default=500, help="sampled names per score")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ganzoo-transfer-text")
