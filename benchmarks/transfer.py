@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,19 @@ def memorised(target: Target, seed: int, extractor: FeatureExtractor) -> float:
     return stats.frechet_distance_of(few, reference_features(target.held_out, extractor, RESOLUTION, 1))
 
 
+def run_path(work: Path, key: Mapping[str, Any]) -> Path:
+    """Where the run of these settings is cached under `work`."""
+    return work / "runs" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
+
+
+def save_run(path: Path, record: dict[str, Any], script: str) -> dict[str, Any]:
+    """`record` with the command line and threads of this process, written to `path`."""
+    record = {**record, "command": f"python {script} " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return record
+
+
 def run(
     args: argparse.Namespace,
     target: Target,
@@ -178,7 +191,7 @@ def run(
     """One training run scored at every --evals iteration; cached under --work by its settings."""
     key = {**settings(args), "data": target.data(seed), "held_out": target.held_out, "seed": seed}
     key.update(source=target.source if finetune else None, overrides=dict(overrides))
-    path = args.work / "runs" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    path = run_path(args.work, key)
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     steps = max(args.evals)
@@ -210,12 +223,8 @@ def run(
         "train_s": round(time.perf_counter() - start, 1),  # evaluations included
         "memorised": memorised(target, seed, extractor),
         "curve": curve,
-        "command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]),
-        "threads": torch.get_num_threads(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record), encoding="utf-8")
-    return record
+    return save_run(path, record, "benchmarks/transfer.py")
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -315,6 +324,41 @@ def curve_table(found: dict[tuple[str, str], Curve], evals: list[int], kid: bool
     return lines
 
 
+@dataclasses.dataclass
+class Speedup:
+    """One method on one target against scratch: the first iteration at which its median score reaches scratch's
+    best (None: never), that as a fraction of scratch's iterations to its best, and the method's own best."""
+
+    target: str
+    method: str
+    curve: Curve
+    reach: int | None
+    fraction: str
+    step: int
+    best: float
+    scratch_best: float
+
+    @property
+    def reached(self) -> str:
+        return "not reached" if self.reach is None else str(self.reach)
+
+
+def speedups(found: Mapping[tuple[str, str], Curve], targets: Sequence[str]) -> list[Speedup]:
+    """Every method of each target that has a scratch curve, against it."""
+    rows = []
+    for target in targets:
+        if (target, "scratch") not in found:
+            continue
+        scratch_step, scratch_best = found[target, "scratch"].best()
+        for (name, method), curve in found.items():
+            if name == target:
+                step, best = curve.best()
+                reach = curve.reaches(scratch_best)
+                fraction = "-" if reach is None else f"{reach / scratch_step:.2f}"
+                rows.append(Speedup(target, method, curve, reach, fraction, step, best, scratch_best))
+    return rows
+
+
 def speedup_table(found: dict[tuple[str, str], Curve], records: list[dict[str, Any]]) -> list[str]:
     """Per target and method: the iterations to reach scratch's best FID, that as a fraction of scratch's, and
     the method's best FID against scratch's."""
@@ -323,21 +367,12 @@ def speedup_table(found: dict[tuple[str, str], Curve], records: list[dict[str, A
         "| vs scratch's best | train s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for target in TARGETS:
-        if (target, "scratch") not in found:
-            continue
-        scratch_step, scratch_fid = found[target, "scratch"].best()
-        memo = statistics.median(r["memorised"] for r in records if r["target"] == target)
-        for (name, method), curve in found.items():
-            if name != target:
-                continue
-            step, fid = curve.best()
-            reach = curve.reaches(scratch_fid)
-            fraction = "-" if reach is None else f"{reach / scratch_step:.2f}"
-            lines.append(
-                f"| {target} | {memo:.2f} | {method} | {'not reached' if reach is None else reach} | {fraction} "
-                f"| {fid:.2f} ({step}) | {fid / scratch_fid - 1:+.0%} | {curve.train_s:.0f} |"
-            )
+    for row in speedups(found, list(TARGETS)):
+        memo = statistics.median(r["memorised"] for r in records if r["target"] == row.target)
+        lines.append(
+            f"| {row.target} | {memo:.2f} | {row.method} | {row.reached} | {row.fraction} | {row.best:.2f} "
+            f"({row.step}) | {row.best / row.scratch_best - 1:+.0%} | {row.curve.train_s:.0f} |"
+        )
     return lines
 
 

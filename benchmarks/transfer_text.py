@@ -29,11 +29,9 @@ renders the cached runs into the "transfer: text" section of benchmarks/RESULTS.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +39,7 @@ from typing import Any
 
 import torch
 from text_surnames import held_out_nll, score_names
-from transfer import Curve, quiet
+from transfer import Curve, quiet, run_path, save_run, speedups
 
 import ganzoo
 from ganzoo.data import resolve_data
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace, corpora: dict[str, Path], target: str, method:
     finetune, overrides = METHODS[method]
     data = f"text:{corpora['tail-train']}?n={TARGETS[target]}&seed={seed}"
     key = {**settings(args), "target": target, "seed": seed, "finetune": finetune, "overrides": overrides}
-    path = args.work / "runs" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    path = run_path(args.work, key)
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     test = corpora["tail-test"].read_text(encoding="utf-8").split()
@@ -142,12 +140,8 @@ def run(args: argparse.Namespace, corpora: dict[str, Path], target: str, method:
         "method": method,
         "train_s": round(time.perf_counter() - start, 1),  # evaluations included
         "curve": curve,
-        "command": "python benchmarks/transfer_text.py " + " ".join(sys.argv[1:]),
-        "threads": torch.get_num_threads(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record), encoding="utf-8")
-    return record
+    return save_run(path, record, "benchmarks/transfer_text.py")
 
 
 def tables(records: list[dict[str, Any]], evals: list[int]) -> list[str]:
@@ -175,26 +169,17 @@ def tables(records: list[dict[str, Any]], evals: list[int]) -> list[str]:
                         for s, c in zip(columns, cells, strict=True)
                     ]
                 lines.append(f"| {target} | {method} | {seeds} | {name} | " + " | ".join(cells) + " |")
-    speedups = [
+    rows = [
         "| target | method | iterations to scratch's best NLL_test | fraction of scratch's | best NLL_test (at) "
         "| vs scratch's best | train s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for target in TARGETS:
-        if (target, "scratch") not in found:
-            continue
-        scratch_step, scratch_best = found[target, "scratch"].best()
-        for (name, method), curve in found.items():
-            if name != target:
-                continue
-            step, best = curve.best()
-            reach = curve.reaches(scratch_best)
-            fraction = "-" if reach is None else f"{reach / scratch_step:.2f}"
-            speedups.append(
-                f"| {target} | {method} | {'not reached' if reach is None else reach} | {fraction} "
-                f"| {best:.4f} ({step}) | {best - scratch_best:+.4f} nats | {curve.train_s:.0f} |"
-            )
-    return [*lines, "", *speedups]
+    for row in speedups(found, list(TARGETS)):
+        rows.append(
+            f"| {row.target} | {row.method} | {row.reached} | {row.fraction} | {row.best:.4f} ({row.step}) "
+            f"| {row.best - row.scratch_best:+.4f} nats | {row.curve.train_s:.0f} |"
+        )
+    return [*lines, "", *rows]
 
 
 def write_results(args: argparse.Namespace) -> None:
