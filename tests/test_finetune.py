@@ -442,6 +442,9 @@ def test_text_models_fine_tune_in_the_source_vocabulary_and_resume_in_it(tmp_pat
         plan = prepare_finetune(run.run_dir, f"text:{target_text}", overrides, out=tmp_path / "ft")
         tuned = plan.trainer.fit().model
     assert sum("vocabulary" in str(w.message) for w in said) == 1  # one warning
+    assert plan.trainer.model_overrides["lr_mle"] == 1e-4  # lstm-gan's fine-tuning recipe
+    overridden = prepare_finetune(run.run_dir, f"text:{target_text}", {"lr_mle": 5e-3})  # --set overrides it
+    assert overridden.trainer.model_overrides["lr_mle"] == 5e-3
     assert "freeze-d: froze the first 1 of 3 discriminator blocks" in plan.notes[-1]
     assert tuned.data_info.extras["vocab"] == source.data_info.extras["vocab"]
     assert tuned.data_info.extras["max_length"] == source.data_info.extras["max_length"] == 4
