@@ -10,15 +10,15 @@ names, longer and of more origins than the common ones) is the target domain, a 
 
 The corpora are written once as text files under `--work` and read as `text:PATH` specs. Methods: scratch (lstm-gan
 with its defaults on the target, read in the source's vocabulary and length so that every model scores the same
-symbols: a character the 100 names lack is then unlikely, not impossible), fine-tune (`ganzoo finetune`'s defaults:
-the source's vocabulary and length; the run starts at iteration 0, so its first 1,000 iterations are MLE on the
-target again), fine-tune + FreezeD (the discriminator's first block frozen) and fine-tune at a tenth and a hundredth
-of lstm-gan's MLE learning rate (1e-2). At every iteration of `--evals` (and, for fine-tuning, the source itself at
-0) the EMA generator is scored: NLL_test (nats per character of the held-out tail names, end marker included; lower:
-the model finds rare names likelier), BLEU-4 of `--n` sampled names against them and their self-BLEU-4
-(`text_surnames.py`'s definitions). From the median curves: the iterations each method needs to reach scratch's best
-NLL_test and each method's best against scratch's. Runs are cached under `--work` like transfer.py's; `--write`
-renders the cached runs into the "transfer: text" section of benchmarks/RESULTS.md.
+symbols: a character the 100 names lack is then unlikely, not impossible), fine-tune (`ganzoo finetune`: the
+source's vocabulary and length; the run starts at iteration 0, so its first 1,000 iterations are MLE on the target
+again) at training's MLE learning rate (1e-2), a tenth and a hundredth of it, and fine-tune + FreezeD (the
+discriminator's first block frozen) at 1e-2. At every iteration of `--evals` (and, for fine-tuning, the source
+itself at 0) the EMA generator is scored: NLL_test (nats per character of the held-out tail names, end marker
+included; lower: the model finds rare names likelier), BLEU-4 of `--n` sampled names against them and their self-
+BLEU-4 (`text_surnames.py`'s definitions). From the median curves: the iterations each method needs to reach
+scratch's best NLL_test and each method's best against scratch's. Runs are cached under `--work` like transfer.py's;
+`--write` renders the cached runs into the "transfer: text" section of benchmarks/RESULTS.md.
 
     python benchmarks/transfer_text.py [--targets tail-100,tail-1000] [--methods all] [--seeds 0,1,2]
                                        [--evals 10,25,50,100,250,500,1000,2000] [--pretrain-steps 2000]
@@ -53,11 +53,13 @@ TAIL_RANK = 80_000
 TARGETS = {"tail-100": 100, "tail-1000": 1000}
 METHODS: dict[str, tuple[bool, dict[str, Any]]] = {  # name: (start from the source, overrides)
     "scratch": (False, {}),
-    "fine-tune": (True, {}),
-    "fine-tune + FreezeD": (True, {"freeze_d": 1}),
-    "fine-tune, lr_mle 1e-3": (True, {"lr_mle": 1e-3}),
-    "fine-tune, lr_mle 1e-4": (True, {"lr_mle": 1e-4}),
+    "fine-tune at lr_mle 1e-2": (True, {"lr_mle": 1e-2}),
+    "fine-tune + FreezeD at lr_mle 1e-2": (True, {"freeze_d": 1, "lr_mle": 1e-2}),
+    "fine-tune at lr_mle 1e-3": (True, {"lr_mle": 1e-3}),
+    "fine-tune at lr_mle 1e-4": (True, {"lr_mle": 1e-4}),
 }
+"""The learning rates are explicit, so that a row does not change with lstm-gan's `finetune_defaults` (chosen from
+these rows: lr_mle 1e-4)."""
 SELF_BLEU_SAMPLE = 200
 SECTION = "transfer: text (lstm-gan, common -> rare surnames)"
 
@@ -225,6 +227,8 @@ def main() -> None:
     args.evals = sorted(int(s) for s in args.evals.split(","))
     corpora = write_corpora(args.work)
     methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
+    if unknown := [m for m in methods if m not in METHODS]:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; accepted: {', '.join(METHODS)} or all")
     records = []
     for seed in (int(s) for s in args.seeds.split(",") if s):
         for target in args.targets.split(","):
