@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import shlex
 import shutil
 import statistics
 import sys
@@ -173,7 +174,7 @@ def run_path(work: Path, key: Mapping[str, Any]) -> Path:
 
 def save_run(path: Path, record: dict[str, Any], script: str) -> dict[str, Any]:
     """`record` with the command line and threads of this process, written to `path`."""
-    record = {**record, "command": f"python {script} " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads()}
+    record = {**record, "command": shlex.join(["python", script, *sys.argv[1:]]), "threads": torch.get_num_threads()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record), encoding="utf-8")
     return record
