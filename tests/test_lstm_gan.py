@@ -473,3 +473,20 @@ def test_eval_scores_text_models_with_bleu_and_self_bleu(tmp_path):
     assert printed.exit_code == 0 and "temperature 0.5  bleu4 " in printed.output, printed.output
     assert runner.invoke(cli, ["eval", str(run), "--temperatures", "warm"]).exit_code == 2
     assert runner.invoke(cli, ["eval", str(run), "--temperatures", "0,1"]).exit_code == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_lstms_run_in_float32_where_onednn_has_no_kernel(monkeypatch, dtype):
+    """Under CPU autocast to fp16 (anywhere) or bf16 (on a CPU without native bf16, e.g. AVX2 only) oneDNN cannot
+    build an LSTM: `run_lstm` runs it in float32 instead, giving the float32 LSTM's output."""
+    from ganzoo_plugins.lstm_gan import networks
+
+    monkeypatch.setattr(networks, "cpu_supports_bf16", lambda: False)
+    lstm = torch.nn.LSTM(4, 8, batch_first=True)
+    inputs = torch.randn(2, 5, 4)
+    expected, _ = lstm(inputs)
+    with torch.autocast("cpu", dtype=dtype):
+        out, (hidden, cell) = networks.run_lstm(lstm, inputs.to(dtype))
+    assert out.dtype == hidden.dtype == cell.dtype == torch.float32
+    assert torch.allclose(out, lstm(inputs.to(dtype).float())[0])
+    assert torch.allclose(out, expected, atol=0.02)  # only the input's rounding to `dtype` differs

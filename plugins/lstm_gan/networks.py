@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganzoo.engine.precision import cpu_supports_bf16
 from ganzoo.text import Vocabulary
 from ganzoo.text.sampling import draw, shape_logits
 
@@ -36,9 +37,11 @@ GENERATOR_KINDS = ("lstm", "relational")
 
 
 def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-    """`lstm(inputs, state)`, in float32 under fp16 autocast on the CPU, where oneDNN has no fp16 LSTM."""
-    cpu_fp16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16
-    if inputs.device.type != "cpu" or not cpu_fp16:
+    """`lstm(inputs, state)`, in float32 under CPU autocast to a dtype oneDNN has no LSTM for: fp16 on every CPU,
+    bf16 on CPUs without native bf16 (AVX2 only: "could not create a primitive descriptor")."""
+    if inputs.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return lstm(inputs, state)
+    if torch.get_autocast_dtype("cpu") == torch.bfloat16 and cpu_supports_bf16():
         return lstm(inputs, state)
     with torch.autocast("cpu", enabled=False):
         return lstm(inputs.float(), None if state is None else (state[0].float(), state[1].float()))
