@@ -231,10 +231,9 @@ def run(
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def cached(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every run under --work with the current settings."""
-    wanted = settings(args)
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((args.work / "runs").glob("*.json"))]
+def cached(work: Path, wanted: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run cached under `work` whose record has the `wanted` settings."""
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((work / "runs").glob("*.json"))]
     return [r for r in records if all(r[k] == v for k, v in wanted.items())]
 
 
@@ -380,7 +379,7 @@ def speedup_table(found: dict[tuple[str, str], Curve], records: list[dict[str, A
 def write_results(args: argparse.Namespace) -> None:
     from results import write_section
 
-    records = cached(args)
+    records = cached(args.work, settings(args))
     commands = sorted({r["command"] for r in records})
     threads = sorted({r["threads"] for r in records})
     intro = (

@@ -39,13 +39,13 @@ from typing import Any
 
 import torch
 from text_surnames import held_out_nll, score_names
-from transfer import Curve, quiet, run_path, save_run, speedups
+from transfer import Curve, cached, quiet, run_path, save_run, speedups
 
 import ganzoo
 from ganzoo.data import resolve_data
 from ganzoo.engine.trainer import split_overrides
 from ganzoo.registry import get_plugin
-from ganzoo.text.corpus import SURNAMES_TEST_EVERY, VocabularySource, read_surnames
+from ganzoo.text.corpus import VocabularySource, in_surnames_test, read_surnames
 from ganzoo.transfer import prepare_finetune
 
 PLUGIN = "lstm-gan"
@@ -71,7 +71,7 @@ def write_corpora(work: Path) -> dict[str, Path]:
     if all(path.is_file() for path in paths.values()):
         return paths
     names = read_surnames()
-    test = [i % SURNAMES_TEST_EVERY == SURNAMES_TEST_EVERY - 1 for i in range(len(names))]
+    test = [in_surnames_test(i) for i in range(len(names))]
     parts = {
         "source": [n for i, n in enumerate(names) if i < TAIL_RANK and not test[i]],
         "tail-train": [n for i, n in enumerate(names) if i >= TAIL_RANK and not test[i]],
@@ -135,8 +135,9 @@ def run(args: argparse.Namespace, corpora: dict[str, Path], target: str, method:
         else:  # in the source's vocabulary and length, so that every model scores the same symbols
             in_vocabulary = VocabularySource(resolve_data(data), source.data_info)
             start = time.perf_counter()
-            config = model_overrides
-            ganzoo.Trainer(PLUGIN, config, train_config, data=in_vocabulary, out=tmp, callbacks=[at_step]).fit()
+            ganzoo.Trainer(
+                PLUGIN, model_overrides, train_config, data=in_vocabulary, out=tmp, callbacks=[at_step]
+            ).fit()
     record = {
         **key,
         "method": method,
@@ -187,9 +188,7 @@ def tables(records: list[dict[str, Any]], evals: list[int]) -> list[str]:
 def write_results(args: argparse.Namespace) -> None:
     from results import write_section
 
-    wanted = settings(args)
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((args.work / "runs").glob("*.json"))]
-    records = [r for r in records if all(r[k] == v for k, v in wanted.items())]
+    records = cached(args.work, settings(args))
     if not records:
         raise SystemExit(f"no cached runs with these settings under {args.work}")
     threads = "/".join(map(str, sorted({r["threads"] for r in records})))

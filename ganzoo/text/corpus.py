@@ -171,11 +171,15 @@ def read_surnames() -> list[str]:
         return gzip.decompress(handle.read()).decode("utf-8").split()
 
 
+def in_surnames_test(rank: int) -> bool:
+    """Whether the name at `rank` (0-based, most frequent first) is in surnames?split=test."""
+    return rank % SURNAMES_TEST_EVERY == SURNAMES_TEST_EVERY - 1
+
+
 def _surnames_split(name: str) -> _Reader:
     def read() -> list[str]:
-        names = read_surnames()
         test = name == "test"
-        return [n for i, n in enumerate(names) if (i % SURNAMES_TEST_EVERY == SURNAMES_TEST_EVERY - 1) == test]
+        return [n for i, n in enumerate(read_surnames()) if in_surnames_test(i) == test]
 
     return read
 
