@@ -76,14 +76,20 @@ def translate_all(model: Any, images: torch.Tensor, direction: str, batch: int =
     return torch.cat(parts)
 
 
-def score(translations: dict[str, torch.Tensor], test: dict[str, torch.Tensor], extractor: Any) -> dict[str, float]:
-    """Accuracy against the source labels and FID against the target domain for the two translated sets
-    (`a2b`, `b2a`), plus cycle L1 when reconstructions (`a2b2a`, `b2a2b`) are given."""
+def score(translations: dict[str, torch.Tensor], test: dict[str, torch.Tensor], extractor: Any) -> dict[str, Any]:
+    """Accuracy against the source labels (for A->B also per source class) and FID against the target domain for
+    the two translated sets (`a2b`, `b2a`), plus cycle L1 when reconstructions (`a2b2a`, `b2a2b`) are given."""
     real = {domain: extractor.extract(test[domain])[0] for domain in ("a", "b")}
     result = {}
     for direction, source, target in (("a2b", "a", "b"), ("b2a", "b", "a")):
         features, logits = extractor.extract(translations[direction])
-        result[f"acc_{direction}"] = float((logits.argmax(1) == test[f"label_{source}"]).float().mean())
+        labels = test[f"label_{source}"]
+        kept = logits.argmax(1) == labels
+        result[f"acc_{direction}"] = float(kept.float().mean())
+        if direction == "a2b":  # which classes change, and into what: rows source class, columns the judge's
+            result["acc_a2b_per_class"] = [round(float(kept[labels == c].float().mean()), 4) for c in range(10)]
+            pairs = labels * 10 + logits.argmax(1)
+            result["confusion_a2b"] = torch.bincount(pairs, minlength=100).reshape(10, 10).tolist()
         result[f"fid_{direction}"] = stats.frechet_distance_of(features, real[target])
         cycle = translations.get(f"{direction}2{source}")
         result[f"cycle_{source}"] = float((cycle - test[source]).abs().mean()) if cycle is not None else 0.0

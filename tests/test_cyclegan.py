@@ -3,8 +3,8 @@ values, the image pool, training through the engine (default data, sample grids,
 cycle loss going down, checkpoints and resume with the pools), sampling triplets and `ganzoo.translate`; content
 preservation: the frozen classifiers (`ganzoo.metrics.classifiers`: shipped names and safetensors files of
 ganzoo's digit CNN or a timm model), the semantic consistency loss (zero for a mapping the classifier cannot tell
-from the identity, positive when the class flips, frozen through training), the cycle noise and the
-feature-space cycle loss."""
+from the identity, positive when the class flips, frozen through training), the cycle noise, the
+feature-space cycle loss and the shared-latent loss."""
 
 from __future__ import annotations
 
@@ -606,6 +606,38 @@ def test_feature_cycle_and_noise_terms(uci_test):
     assert "feature_cycle" not in noisy and "semantic" not in noisy
 
 
+class Coded(Affine):
+    """An affine generator whose code is its input: encode is the identity, decode the affine map."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        return self(code)
+
+
+def test_the_generator_decodes_its_code():
+    generator = ResnetGenerator(1, 4, 2)
+    x = torch.randn(2, 1, 28, 28)
+    code = generator.encode(x)
+    assert code.shape == (2, 16, 7, 7)  # 4w channels at a quarter of the size
+    assert torch.equal(generator.decode(code), generator(x))
+
+
+def test_shared_latent_term_by_hand():
+    a, b = torch.full((2, 1, 2, 2), 0.8), torch.full((2, 1, 2, 2), -0.6)
+    nets = {**_hand_nets(), "generator_ab": Coded(0.5, 0.0), "generator_ba": Coded(1.0, 0.25)}
+    with_latent, logs = generators_loss(nets, {"image_a": a, "image_b": b}, _ctx(lambda_latent=2.0))
+    without, plain = generators_loss(_hand_nets(), {"image_a": a, "image_b": b}, _ctx())
+    # codes: a's is 0.8, G_ba's of a->b = 0.4 is 0.4 (|0.4 - 0.8| / 0.8 = 0.5); b's -0.6, of b->a -0.35 (0.25 / 0.6)
+    assert float(logs["latent"]) == pytest.approx(0.5 + 0.25 / 0.6)
+    assert float(with_latent) == pytest.approx(float(without) + 2.0 * float(logs["latent"]))
+    assert {k: float(v) for k, v in plain.items()} == {k: float(v) for k, v in logs.items() if k != "latent"}
+    same = {**_hand_nets(), "generator_ab": Coded(1.0, 0.0), "generator_ba": Coded(1.0, 0.0)}
+    _, logs = generators_loss(same, {"image_a": a, "image_b": b}, _ctx(lambda_latent=1.0))
+    assert float(logs["latent"]) == 0.0  # a translation coded as its source
+
+
 def test_semantic_term_in_the_generators_loss(uci_test):
     images = uci_test[0][:4]
     batch = {"image_a": images, "image_b": images}
@@ -624,12 +656,19 @@ def test_semantic_term_in_the_generators_loss(uci_test):
 def test_training_with_the_semantic_loss_keeps_the_classifier_frozen(tmp_path):
     classifier = load_classifier("uci-digits")
     before = {k: v.clone() for k, v in classifier.state_dict().items()}
-    config = {**TINY, "semantic": "uci-digits", "semantic_b": "digits", "cycle_noise": 0.1, "lambda_feature_cycle": 1}
+    config = {
+        **TINY,
+        "semantic": "uci-digits",
+        "semantic_b": "digits",
+        "cycle_noise": 0.1,
+        "lambda_feature_cycle": 1,
+        "lambda_latent": 1,
+    }
     Trainer("cyclegan", config, quiet(steps=3), data=PAIR_TRAIN, out=tmp_path / "run").fit()
     after = classifier.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert all(line["semantic"] > 0 and line["feature_cycle"] > 0 for line in lines)
+    assert all(line["semantic"] > 0 and line["feature_cycle"] > 0 and line["latent"] > 0 for line in lines)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["config"]["semantic"] == "uci-digits"
 

@@ -50,7 +50,8 @@ class ResnetGenerator(nn.Module):
     """Images in [-1, 1] to images in [-1, 1] of the same size (a multiple of 4).
 
     c7s1-w, d2w, d4w (stride-2 downsamplings), `blocks` residual blocks at 4w channels, u2w, uw (stride-2
-    transposed convolutions), c7s1-channels, tanh; instance norm and reflection padding throughout.
+    transposed convolutions), c7s1-channels, tanh; instance norm and reflection padding throughout. `encode` runs it
+    up to the residual blocks' output (the latent code, 4w channels at a quarter of the size), `decode` the rest.
     """
 
     def __init__(self, channels: int, width: int, blocks: int) -> None:
@@ -59,12 +60,19 @@ class ResnetGenerator(nn.Module):
         for scale in (1, 2):
             layers += _conv_norm_relu(nn.Conv2d(width * scale, width * scale * 2, 3, 2, 1))
         layers += [ResidualBlock(width * 4) for _ in range(blocks)]
+        self.latent_layers = len(layers)
         for scale in (4, 2):
             up = nn.ConvTranspose2d(width * scale, width * scale // 2, 3, 2, 1, output_padding=1)
             layers += _conv_norm_relu(up)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(init_normal)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[: self.latent_layers](x)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net[self.latent_layers :](latent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
